@@ -1,0 +1,65 @@
+# Everything runs from the project's own virtualenv (.venv), created by `make install`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PSQL_URL ?= postgresql://postgres@127.0.0.1:5432
+
+.PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
+        demo sandbox worker beat api lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+# Starts PostgreSQL and Redis when they are not running (as on a fresh CI machine).
+services:
+	@scripts/ensure-services
+
+migrate: install services
+	@psql "$(PSQL_URL)/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='celgate'" | grep -q 1 \
+		|| psql "$(PSQL_URL)/postgres" -qc 'CREATE DATABASE celgate'
+	$(BIN)/celgate migrate
+
+## The test command (README): unit, integration and fault tests against real services.
+test: install services
+	$(BIN)/pytest -m 'not chaos' tests
+
+## Long fault-injection runs, kept out of `make test`.
+chaos: install services
+	$(BIN)/pytest -m chaos tests
+
+bench: bench-runtime bench-payments bench-cashback
+
+bench-runtime: install services
+	$(BIN)/python -m benchmarks.runtime_bench
+
+bench-payments: install services
+	$(BIN)/python -m benchmarks.payments_bench
+
+bench-cashback: install services
+	$(BIN)/python -m benchmarks.cashback_bench
+
+## The demo command (README): sandbox peers, a worker, beat and the API, end to end.
+demo: migrate
+	$(BIN)/python -m celgate.demo
+
+sandbox: install
+	$(BIN)/celgate-sandbox
+
+worker: install
+	$(BIN)/celery -A workers worker --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A workers beat --loglevel INFO
+
+api: install
+	$(BIN)/celgate-api
+
+lint: install
+	$(BIN)/python -m ruff check . || true
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

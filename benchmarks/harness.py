@@ -1,0 +1,98 @@
+"""What every benchmark needs: its own database and Redis databases, a worker, a clock.
+
+Import this module before `workers`: it points the settings at the benchmark's own database
+(`celgate_bench`) and Redis databases 2 and 3, so a benchmark never touches demo or test data.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_ENV = {
+    "DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_bench",
+    "BROKER_URL": "redis://127.0.0.1:6379/2",
+    "REDIS_URL": "redis://127.0.0.1:6379/3",
+    "LOG_LEVEL": "WARNING",
+    "API_TOKEN": "bench-token",
+}
+for _key, _value in BENCH_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+from celgate.processes import ROOT, ManagedProcess, worker  # noqa: E402
+
+
+def fresh_database() -> None:
+    """Drop, create and migrate the benchmark database; flush its Redis databases."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    from workers.settings import get_settings
+
+    url = get_settings().database_url
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    subprocess.run([sys.executable, "-m", "celgate.cli", "migrate"], cwd=ROOT, check=True,
+                   capture_output=True)
+    redis.Redis.from_url(get_settings().broker_url).flushdb()
+    redis.Redis.from_url(get_settings().redis_url).flushdb()
+
+
+def start_worker(concurrency: int = 2, extra_imports: str = "") -> ManagedProcess:
+    env = {**os.environ, "WORKER_EXTRA_IMPORTS": extra_imports}
+    log = Path(tempfile.mkdtemp(prefix="celgate-bench-")) / "worker.log"
+    process = worker(log, concurrency=concurrency, name="bench", env=env)
+    process.start()
+    return process
+
+
+def wait_until(done: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark run did not finish in time")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Figures:
+    name: str
+    items: int
+    seconds: float
+    latencies: tuple[float, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def line(self, unit: str) -> str:
+        text = f"{self.name:<28} {self.items:>6} {unit} in {self.seconds:7.2f}s = {self.rate:8.1f} {unit}/s"
+        if self.latencies:
+            text += (f"   p50 {self.percentile(50) * 1000:7.1f} ms   p99 "
+                     f"{self.percentile(99) * 1000:7.1f} ms")
+        return text
+
+
+def report(ours: Figures, baseline: Figures, unit: str, target_ratio: float) -> None:
+    ratio = ours.rate / baseline.rate
+    print(ours.line(unit))
+    print(baseline.line(unit))
+    print(f"ratio {ours.name} / {baseline.name}: {ratio:.2f} (target >= {target_ratio})")
+    if ours.latencies and baseline.latencies:
+        p50 = statistics.median(ours.latencies) / statistics.median(baseline.latencies)
+        print(f"p50 latency ratio: {p50:.2f}x the baseline's")

@@ -1,0 +1,1 @@
+"""Composition root: the HTTP API and the operator CLI put the business packages together."""

@@ -1,0 +1,76 @@
+"""The operator CLI (`celgate`): migrations, sweeping by hand, machine inspection and repair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import workers
+from workers.errors import TypedError
+
+
+def migrate(_: argparse.Namespace) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(Path(workers.__file__).parent / "migrations" / "alembic.ini"))
+    command.upgrade(config, "head")
+
+
+def sweep(_: argparse.Namespace) -> None:
+    from workers.tasks import sweep as run_sweep
+
+    print(json.dumps(run_sweep()))
+
+
+def show(args: argparse.Namespace) -> None:
+    from workers import machines
+
+    machine = machines.get(args.namespace, args.machine_id)
+    print(json.dumps(
+        {
+            "namespace": machine.namespace,
+            "id": machine.id,
+            "status": machine.status,
+            "error": machine.error,
+            "timer_due_at": machine.timer_due_at,
+            "events": [{"id": e.id, "occurred_at": e.occurred_at, "body": e.body}
+                       for e in machine.history],
+        },
+        default=str, indent=2,
+    ))
+
+
+def repair(args: argparse.Namespace) -> None:
+    from workers import machines
+
+    machines.repair(args.namespace, args.machine_id)
+    print(f"repaired {args.namespace}/{args.machine_id}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="celgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply Alembic migrations").set_defaults(run=migrate)
+    commands.add_parser("sweep", help="publish overdue timers and STQ tasks once").set_defaults(
+        run=sweep)
+    show_parser = commands.add_parser("show", help="print a machine and its events")
+    show_parser.add_argument("namespace")
+    show_parser.add_argument("machine_id")
+    show_parser.set_defaults(run=show)
+    repair_parser = commands.add_parser("repair", help="resume a machine marked failed")
+    repair_parser.add_argument("namespace")
+    repair_parser.add_argument("machine_id")
+    repair_parser.set_defaults(run=repair)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except TypedError as error:
+        print(f"{error.code}: {error.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

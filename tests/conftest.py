@@ -1,0 +1,65 @@
+"""Shared fixtures: the test database, Redis, sandbox peers, a real worker, the API client."""
+
+from __future__ import annotations
+
+from tests.support import env
+
+SLOT = env.apply()  # before anything reads settings
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from celgate.processes import ROOT, ManagedProcess, worker as worker_process  # noqa: E402
+from workers.settings import get_settings  # noqa: E402
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def database() -> str:
+    """A freshly migrated test database."""
+    url = get_settings().database_url
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "workers/migrations/alembic.ini", "upgrade",
+         "head"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def broker() -> redis.Redis:
+    """The broker's Redis database, emptied once per session."""
+    client = redis.Redis.from_url(get_settings().broker_url)
+    client.flushdb()
+    redis.Redis.from_url(get_settings().redis_url).flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def worker(database: str, broker: redis.Redis, tmp_path_factory) -> Iterator[ManagedProcess]:
+    process = worker_process(Path(tmp_path_factory.mktemp("worker")) / "worker.log",
+                             name="test")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def running_worker(worker: ManagedProcess) -> ManagedProcess:
+    """The shared worker, restarted if an earlier test stopped or killed it."""
+    if not worker.alive:
+        worker.start()
+    return worker

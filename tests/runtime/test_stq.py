@@ -1,0 +1,97 @@
+"""STQ-style tasks: one pending task per id, durable reschedules, lost messages swept back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.runtime.helpers import messages_with
+from tests.support import toys
+from tests.support.waiting import wait_for
+from workers import stq
+from workers.db import transaction
+from workers.tables import stq_tasks
+from workers.tasks import sweep
+from workers.timers import publish
+
+
+@pytest.fixture(autouse=True)
+def _db(database):
+    return database
+
+
+def add(name: str, **kwargs) -> None:
+    with transaction() as tx:
+        stq.add(tx, toys.STQ_QUEUE, name, {"name": name, **kwargs})
+
+
+def test_a_task_reschedules_itself_then_finishes(running_worker):
+    name = uuid.uuid4().hex
+    add(name, reschedules=3)
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None and toys.runs(name),
+             what="the task to finish")
+    assert toys.runs(name) == ["0:0", "1:0", "2:0", "3:0"]
+
+
+def test_adding_a_pending_task_again_updates_it_without_a_duplicate(running_worker):
+    running_worker.stop()
+    name = uuid.uuid4().hex
+    add(name, reschedules=5)
+    add(name, reschedules=0)  # same id: replaces kwargs, rotates the token
+    pending = stq.pending(toys.STQ_QUEUE, name)
+    assert pending.kwargs["reschedules"] == 0
+    running_worker.start()
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None, what="the task to finish")
+    assert toys.runs(name) == ["0:0"], "the older message was stale: one run only"
+
+
+def test_a_lost_message_is_brought_back_by_the_sweeper(running_worker, broker):
+    running_worker.stop()
+    name = uuid.uuid4().hex
+    add(name)
+    broker.flushdb()
+    with transaction() as tx:  # the redelivery allowance has passed
+        tx.conn.execute(
+            update(stq_tasks)
+            .where(stq_tasks.c.task_id == name)
+            .values(sent_at=stq.now() - timedelta(minutes=5), eta=stq.now() - timedelta(minutes=5))
+        )
+    running_worker.start()
+    assert sweep()["stq"] >= 1
+    wait_for(lambda: toys.runs(name), what="the swept task to run")
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None, what="the task to finish")
+    assert toys.runs(name) == ["0:0"]
+
+
+def test_a_message_from_another_service_without_token_runs_the_task(running_worker):
+    from workers.celery_app import app
+
+    name = uuid.uuid4().hex
+    app.send_task(toys.STQ_QUEUE, kwargs={"name": name})
+    wait_for(lambda: toys.runs(name), what="the external message to run the task")
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None, what="the task to finish")
+    assert toys.runs(name) == ["0:0"]
+
+
+def test_duplicate_messages_run_the_task_once(running_worker, broker):
+    running_worker.stop()
+    name = uuid.uuid4().hex
+    add(name)
+    assert len(messages_with(broker, name)) == 1
+    duplicate = {"name": name, "reschedules": 0, "delay_s": 0.0, stq.TOKEN_KEY: token_of(name)}
+    for _ in range(4):
+        publish(toys.STQ_QUEUE, duplicate, 0)
+    running_worker.start()
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None, what="the task to finish")
+    wait_for(lambda: not messages_with(broker, name), what="duplicates to be consumed")
+    assert toys.runs(name) == ["0:0"]
+
+
+def token_of(name: str) -> str:
+    with transaction() as tx:
+        return tx.conn.execute(
+            select(stq_tasks.c.token).where(stq_tasks.c.task_id == name)
+        ).scalar_one()

@@ -1,0 +1,73 @@
+"""The environment every test process and the worker processes it starts share.
+
+Set before `workers` is imported (settings are read once). Each pytest run claims a free *slot*
+(a file lock held for the run's lifetime) that gives it its own database, Redis databases and
+sandbox ports, so two runs on one machine, or a running demo, never disturb each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+SLOTS = 6  # Redis has 16 databases; a slot takes two of them, from db 4 up
+_held_lock = None
+
+
+def _claim_slot() -> int:
+    global _held_lock
+    if "CELGATE_TEST_SLOT" in os.environ:
+        return int(os.environ["CELGATE_TEST_SLOT"])
+    for slot in range(SLOTS):
+        handle = open(Path(tempfile.gettempdir()) / f"celgate-test-slot-{slot}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _held_lock = handle
+        return slot
+    raise RuntimeError(f"all {SLOTS} test slots are taken by other test runs")
+
+
+def sandbox_port_offset(slot: int) -> int:
+    return 10000 + 100 * slot
+
+
+def test_env(slot: int) -> dict[str, str]:
+    offset = sandbox_port_offset(slot)
+    woody = f"http://127.0.0.1:{8022 + offset}"
+    return {
+        "CELGATE_TEST_SLOT": str(slot),
+        "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_test_{slot}",
+        "BROKER_URL": f"redis://127.0.0.1:6379/{4 + 2 * slot}",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{5 + 2 * slot}",
+        "ACCOUNTER_URL": f"{woody}/accounter",
+        "LIMITER_URL": f"{woody}/v1/limiter",
+        "TRANSACTIONS_URL": f"http://127.0.0.1:{8024 + offset}",
+        "PROVIDER_URL": f"http://127.0.0.1:{8025 + offset}",
+        "PUSH_URL": f"http://127.0.0.1:{8026 + offset}",
+        "PLUS_WALLET_URL": f"http://127.0.0.1:{8027 + offset}",
+        "PEER_TIMEOUT_S": "2",
+        "API_TOKEN": "test-token",
+        "BILLING_CALLBACK_SECRET": "test-secret",
+        "SHORT_TIMER_THRESHOLD_S": "30",
+        "REDELIVERY_ALLOWANCE_S": "3",
+        "MACHINE_RETRY_INITIAL_S": "0.2",
+        "MACHINE_RETRY_MAX_S": "1",
+        "MACHINE_RETRY_LIMIT": "4",
+        "STQ_RETRY_INITIAL_S": "0.2",
+        "STQ_RETRY_MAX_S": "1",
+        "CASHBACK_RETRY_MIN_DELAY_S": "0.2",
+        "CASHBACK_RETRY_MAX_DELAY_S": "1",
+        "WORKER_EXTRA_IMPORTS": "tests.support.toys",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def apply() -> int:
+    slot = _claim_slot()
+    os.environ.update(test_env(slot))
+    return slot

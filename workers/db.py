@@ -1,0 +1,71 @@
+"""Database engine and transactions.
+
+Everything durable lives in PostgreSQL and is written through SQLAlchemy Core: the runtime's
+statements are few and hot, and explicit SQL keeps their cost visible.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.engine import Connection, Engine
+
+from workers.settings import get_settings
+
+metadata = MetaData()
+
+_engine: Engine | None = None
+_engine_pid: int | None = None
+
+
+def get_engine() -> Engine:
+    """The process's engine; a forked child (Celery prefork) gets a fresh pool of its own."""
+    global _engine, _engine_pid
+    if _engine is None or _engine_pid != os.getpid():
+        _engine = create_engine(
+            get_settings().database_url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            future=True,
+        )
+        _engine_pid = os.getpid()
+    return _engine
+
+
+def dispose_engine() -> None:
+    global _engine
+    if _engine is not None:
+        _engine.dispose()
+        _engine = None
+
+
+@dataclass
+class Tx:
+    """An open transaction plus the work to do once it has committed (publishing messages)."""
+
+    conn: Connection
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+
+@contextmanager
+def transaction() -> Iterator[Tx]:
+    """One database transaction; callbacks registered with `after_commit` run after COMMIT.
+
+    A message published before the commit could be consumed before the row it points to is
+    visible, so every publication goes through `after_commit`.
+    """
+    engine = get_engine()
+    with engine.connect() as conn:
+        tx = Tx(conn)
+        with conn.begin():
+            yield tx
+        for callback in tx._after_commit:
+            callback()

@@ -1,0 +1,501 @@
+"""Durable state machines: the stand-in for the event-sourced machine service.
+
+A machine is `(namespace, id)` with an append-only event history, an optional auxiliary state,
+a status (`working` or `failed` with the error) and at most one timer. A namespace supplies a
+*processor*: a function from (signal, machine) to `Result` (new events, next action, response).
+Processors are pure with respect to our storage: they may call peers, never the database or
+Celery. The runner around them does the rest in one transaction that holds the machine's row
+lock, so one processor call at a time runs per machine and its events, aux state and next timer
+commit together. Messages to Celery are published only after that commit and carry the timer
+token; a message whose token is no longer current is stale and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import OperationalError
+
+from workers import timers
+from workers.celery_app import app
+from workers.db import Tx, transaction
+from workers.errors import TypedError
+from workers.logs import bind
+from workers.messages import TypedTask, parse
+from workers.tables import machines
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+
+# --- what processors see and return -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    occurred_at: datetime
+    body: Json
+
+
+@dataclass(frozen=True)
+class Machine:
+    namespace: str
+    id: str
+    history: tuple[Event, ...]
+    aux_state: Json | None
+    status: str = "working"
+    error: Json | None = None
+    timer_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Init:
+    args: Json
+
+
+@dataclass(frozen=True)
+class Timeout:
+    pass
+
+
+@dataclass(frozen=True)
+class Call:
+    args: Json
+
+
+Signal = Init | Timeout | Call
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to do with the timer: keep it, clear it, or set it `after_s` from now / at `at`."""
+
+    kind: str = "keep"
+    after_s: float = 0.0
+    at: datetime | None = None
+
+    @classmethod
+    def keep(cls) -> Action:
+        return cls("keep")
+
+    @classmethod
+    def unset(cls) -> Action:
+        return cls("unset")
+
+    @classmethod
+    def timeout(cls, seconds: float) -> Action:
+        return cls("set", after_s=max(0.0, seconds))
+
+    @classmethod
+    def instant(cls) -> Action:
+        return cls.timeout(0)
+
+    @classmethod
+    def deadline(cls, at: datetime) -> Action:
+        return cls("set", at=at)
+
+    def due_at(self, now: datetime) -> datetime:
+        return self.at if self.at is not None else now + timedelta(seconds=self.after_s)
+
+
+_KEEP = object()
+
+
+@dataclass(frozen=True)
+class Result:
+    events: Sequence[Json] = ()
+    action: Action = field(default_factory=Action.keep)
+    aux_state: Any = _KEEP
+    response: Any = None
+
+
+class Processor(Protocol):
+    def __call__(self, signal: Signal, machine: Machine) -> Result: ...
+
+
+def retry_everything(exc: BaseException) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A kind of machine: its processor and how to tell a transient failure from a fatal one.
+
+    Transient failures of a timeout are retried on a timer with capped exponential backoff;
+    fatal ones, and transient ones past the retry limit, mark the machine failed until repaired.
+    """
+
+    name: str
+    processor: Processor
+    is_transient: Callable[[BaseException], bool] = retry_everything
+
+    @property
+    def task_name(self) -> str:
+        return timeout_task_name(self.name)
+
+
+def timeout_task_name(namespace: str) -> str:
+    """The Celery task that delivers timeouts of a namespace (routed by its prefix)."""
+    return f"{namespace}.machine_timeout"
+
+
+# --- errors the runner raises -------------------------------------------------------------
+
+
+class MachineError(TypedError):
+    code = "machine_error"
+    http_status = 409
+
+
+class MachineNotFound(MachineError):
+    code = "machine_not_found"
+    http_status = 404
+
+
+class MachineAlreadyExists(MachineError):
+    code = "machine_already_exists"
+
+
+class MachineFailed(MachineError):
+    code = "machine_failed"
+
+
+class MachineNotFailed(MachineError):
+    code = "machine_not_failed"
+
+
+class MachineBusy(MachineError):
+    code = "machine_busy"
+    http_status = 503
+
+
+# --- the runner ---------------------------------------------------------------------------
+
+_CALL_LOCK_TIMEOUT = "5s"
+_EARLY_TOLERANCE = timedelta(milliseconds=500)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def start(ns: Namespace, machine_id: str, args: Json) -> Any:
+    """Create the machine and process its init signal; raise MachineAlreadyExists if it exists."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        created = tx.conn.execute(_insert_machine(ns.name, machine_id)).first()
+        if created is None:
+            raise MachineAlreadyExists(f"{ns.name}/{machine_id} exists")
+        row = _lock(tx, ns.name, machine_id)
+        machine = _machine(row, history=())
+        result = ns.processor(Init(args), machine)
+        _apply(tx, ns, row, result, fired=False)
+        return result.response
+
+
+def call(ns: Namespace, machine_id: str, args: Json) -> Any:
+    """Process a synchronous call; the processor's exception reaches the caller, nothing stored."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        row = _lock(tx, ns.name, machine_id)
+        if row.status == "failed":
+            raise MachineFailed(f"{ns.name}/{machine_id} is failed: {row.error}")
+        result = ns.processor(Call(args), _machine(row, _history(row)))
+        _apply(tx, ns, row, result, fired=False)
+        return result.response
+
+
+def repair(ns: Namespace, machine_id: str) -> None:
+    """Resume a failed machine: clear the failure and re-run its current step at once."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        row = _lock(tx, ns.name, machine_id)
+        if row.status != "failed":
+            raise MachineNotFailed(f"{ns.name}/{machine_id} is not failed")
+        _set_timer(tx, ns.name, machine_id, now(), status="working", error=None, failed_attempts=0)
+        log.info("machine repaired")
+
+
+def get(namespace: str, machine_id: str) -> Machine:
+    with transaction() as tx:
+        row = tx.conn.execute(_READ, _key(namespace, machine_id)).first()
+        if row is None:
+            raise MachineNotFound(f"{namespace}/{machine_id}")
+        return _machine(row, _history(row))
+
+
+def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
+    """Run the machine's timer if `token` is still current. Returns what happened, for logs."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        row = _try_lock(tx, ns.name, machine_id)
+        if row is None:
+            # Another worker holds the row; ask again shortly with the same token.
+            tx.after_commit(lambda: timers.publish(ns.task_name, _message(machine_id, token),
+                                                   timers.busy_delay()))
+            return "busy"
+        if row.timer_token != token or row.status != "working" or row.timer_due_at is None:
+            return "stale"
+        current = now()
+        if row.timer_due_at > current + _EARLY_TOLERANCE:
+            due = row.timer_due_at
+            tx.after_commit(lambda: timers.publish_if_near(ns.task_name,
+                                                           _message(machine_id, token), due))
+            return "early"
+        machine = _machine(row, _history(row))
+        try:
+            result = ns.processor(Timeout(), machine)
+        except Exception as exc:  # the processor failed: nothing of it is stored
+            _record_failure(tx, ns, row, exc)
+            return "failed_attempt"
+        _apply(tx, ns, row, result, fired=True)
+        return "processed"
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _insert_machine(namespace: str, machine_id: str):
+    return (
+        pg_insert(machines)
+        .values(namespace=namespace, id=machine_id)
+        .on_conflict_do_nothing()
+        .returning(machines.c.id)
+    )
+
+
+# The step path is two round trips of constant SQL (no per-call statement compilation): the
+# row with its history under the lock, then one statement that appends events and moves the row.
+_SELECT_MACHINE = """
+    SELECT m.*, (
+        SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
+        FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
+    ) AS history
+    FROM machines m WHERE m.namespace = :namespace AND m.id = :machine_id
+"""
+_READ = text(_SELECT_MACHINE)
+_LOCK = text(_SELECT_MACHINE + " FOR UPDATE OF m")
+_TRY_LOCK = text(_SELECT_MACHINE + " FOR UPDATE OF m SKIP LOCKED")
+
+_APPLY = text("""
+    WITH appended AS (
+        INSERT INTO machine_events (namespace, machine_id, event_id, occurred_at, body)
+        SELECT :namespace, :machine_id, :last_event_id + e.n, :now, e.body
+        FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(body, n)
+    )
+    UPDATE machines SET
+        last_event_id = :last_event_id + jsonb_array_length(CAST(:events AS jsonb)),
+        aux_state = CASE WHEN :set_aux THEN CAST(:aux_state AS jsonb) ELSE aux_state END,
+        timer_due_at = CASE WHEN :keep_timer THEN timer_due_at ELSE :due END,
+        timer_token = CASE WHEN :keep_timer THEN timer_token ELSE :token END,
+        timer_sent_at = CASE WHEN :keep_timer THEN timer_sent_at ELSE :sent_at END,
+        failed_attempts = 0, error = NULL, updated_at = :now
+    WHERE namespace = :namespace AND id = :machine_id
+""")
+
+
+def _key(namespace: str, machine_id: str) -> Json:
+    return {"namespace": namespace, "machine_id": machine_id}
+
+
+def _lock(tx: Tx, namespace: str, machine_id: str) -> Row:
+    """Wait (briefly) for the row lock: calls and repairs queue behind a running step."""
+    tx.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_CALL_LOCK_TIMEOUT}'")
+    try:
+        row = tx.conn.execute(_LOCK, _key(namespace, machine_id)).first()
+    except OperationalError as exc:
+        raise MachineBusy(f"{namespace}/{machine_id} is busy") from exc
+    if row is None:
+        raise MachineNotFound(f"{namespace}/{machine_id}")
+    return row
+
+
+def _try_lock(tx: Tx, namespace: str, machine_id: str) -> Row | None:
+    """The row if it is free, None if another worker holds it."""
+    row = tx.conn.execute(_TRY_LOCK, _key(namespace, machine_id)).first()
+    if row is None and not _exists(tx, namespace, machine_id):
+        raise MachineNotFound(f"{namespace}/{machine_id}")
+    return row
+
+
+def _exists(tx: Tx, namespace: str, machine_id: str) -> bool:
+    query = select(machines.c.id).where(machines.c.namespace == namespace,
+                                        machines.c.id == machine_id)
+    return tx.conn.execute(query).first() is not None
+
+
+def _history(row: Row) -> tuple[Event, ...]:
+    return tuple(
+        Event(event_id, datetime.fromisoformat(occurred_at), body)
+        for event_id, occurred_at, body in row.history or ()
+    )
+
+
+def _machine(row: Row, history: tuple[Event, ...]) -> Machine:
+    return Machine(
+        namespace=row.namespace,
+        id=row.id,
+        history=history,
+        aux_state=row.aux_state,
+        status=row.status,
+        error=row.error,
+        timer_due_at=row.timer_due_at,
+    )
+
+
+def _message(machine_id: str, token: str) -> Json:
+    return {"machine_id": machine_id, "token": token}
+
+
+def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> None:
+    current = now()
+    action = result.action
+    # A fired timer is consumed: keeping it would run the same step again.
+    keep_timer = action.kind == "keep" and not fired
+    due = action.due_at(current) if action.kind == "set" else None
+    token = uuid.uuid4().hex if due is not None else None
+    near = due is not None and timers.is_near(due)
+    tx.conn.execute(
+        _APPLY,
+        {
+            **_key(ns.name, row.id),
+            "now": current,
+            "last_event_id": row.last_event_id,
+            "events": json.dumps(list(result.events)),
+            "set_aux": result.aux_state is not _KEEP,
+            "aux_state": None if result.aux_state in (_KEEP, None) else json.dumps(
+                result.aux_state),
+            "keep_timer": keep_timer,
+            "due": due,
+            "token": token,
+            # Stamped sent before the publish happens: if we die in between, the sweeper sees
+            # a send older than the allowance and publishes again.
+            "sent_at": current if near else None,
+        },
+    )
+    if near:
+        _publish_after_commit(tx, ns.name, row.id, token, due)
+
+
+def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, token: str,
+                          due: datetime) -> None:
+    message = _message(machine_id, token)
+    tx.after_commit(
+        lambda: timers.publish(timeout_task_name(namespace), message, timers.delay_until(due))
+    )
+
+
+def _set_timer(tx: Tx, namespace: str, machine_id: str, due: datetime, **values: Any) -> None:
+    token = uuid.uuid4().hex
+    near = timers.is_near(due)
+    values.update(timer_due_at=due, timer_token=token, timer_sent_at=now() if near else None)
+    values.setdefault("updated_at", now())
+    _update(tx, namespace, machine_id, values)
+    if near:
+        _publish_after_commit(tx, namespace, machine_id, token, due)
+
+
+def _update(tx: Tx, namespace: str, machine_id: str, values: Json) -> None:
+    tx.conn.execute(
+        update(machines)
+        .where(machines.c.namespace == namespace, machines.c.id == machine_id)
+        .values(**values)
+    )
+
+
+def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
+    attempts = row.failed_attempts + 1
+    error = {"type": type(exc).__name__, "message": str(exc)[:2000], "attempts": attempts}
+    if ns.is_transient(exc) and attempts < timers.machine_retry_limit():
+        delay = timers.backoff(attempts)
+        log.warning("step failed, retrying", extra={"error": error, "retry_in_s": delay})
+        _set_timer(
+            tx, ns.name, row.id, now() + timedelta(seconds=delay),
+            failed_attempts=attempts, error=error,
+        )
+        return
+    log.error("machine failed", extra={"error": error})
+    _update(
+        tx, ns.name, row.id,
+        {
+            "status": "failed",
+            "error": error,
+            "failed_attempts": attempts,
+            "timer_due_at": None,
+            "timer_token": None,
+            "timer_sent_at": None,
+            "updated_at": now(),
+        },
+    )
+
+
+def sweep_due(limit: int) -> int:
+    """Publish timers that are due (or near) and whose message is missing or presumed lost."""
+    current = now()
+    horizon = current + timedelta(seconds=timers.threshold_s())
+    lost_before = current - timedelta(seconds=timers.allowance_s())
+    candidates = (
+        select(machines.c.namespace, machines.c.id)
+        .where(
+            machines.c.timer_due_at <= horizon,
+            machines.c.status == "working",
+            (machines.c.timer_sent_at.is_(None))
+            | (func.greatest(machines.c.timer_due_at, machines.c.timer_sent_at) <= lost_before),
+        )
+        .order_by(machines.c.timer_due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("candidates")
+    )
+    with transaction() as tx:
+        rows = tx.conn.execute(
+            update(machines)
+            .where(
+                and_(
+                    machines.c.namespace == candidates.c.namespace,
+                    machines.c.id == candidates.c.id,
+                )
+            )
+            .values(timer_sent_at=current)
+            .returning(machines.c.namespace, machines.c.id, machines.c.timer_token,
+                       machines.c.timer_due_at)
+        ).all()
+        for r in rows:
+            message = _message(r.id, r.timer_token)
+            task, due = timeout_task_name(r.namespace), r.timer_due_at
+            tx.after_commit(lambda t=task, m=message, d=due: timers.publish(t, m,
+                                                                            timers.delay_until(d)))
+    if rows:
+        log.info("swept machine timers", extra={"count": len(rows)})
+    return len(rows)
+
+
+# --- the Celery side ----------------------------------------------------------------------
+
+
+class TimeoutMessage(BaseModel):
+    machine_id: str
+    token: str
+
+
+def register_timeout_task(ns: Namespace):
+    """Define the Celery task that runs this namespace's timers (its steps)."""
+
+    @app.task(name=ns.task_name, base=TypedTask)
+    def machine_timeout(**kwargs: Any) -> str:
+        message = parse(TimeoutMessage, kwargs)
+        outcome = handle_timeout(ns, message.machine_id, message.token)
+        log.debug("timeout handled", extra={"namespace": ns.name, "machine_id": message.machine_id,
+                                           "outcome": outcome})
+        return outcome
+
+    return machine_timeout

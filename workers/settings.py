@@ -1,0 +1,62 @@
+"""Process configuration, read once from environment variables (names are in CONTRACT.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/celgate"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/1"
+
+    accounter_url: str = "http://127.0.0.1:8022/accounter"
+    limiter_url: str = "http://127.0.0.1:8022/v1/limiter"
+    transactions_url: str = "http://127.0.0.1:8024"
+    provider_url: str = "http://127.0.0.1:8025"
+    push_url: str = "http://127.0.0.1:8026"
+    plus_wallet_url: str = "http://127.0.0.1:8027"
+    peer_timeout_s: float = 5.0
+
+    cashback_retry_max_operations: int = Field(10, ge=1)
+    cashback_retry_min_delay_s: Decimal = Field(Decimal(1), gt=0)
+    cashback_retry_max_delay_s: Decimal = Field(Decimal(172800), gt=0)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: str | None = None
+    api_auth: str = "on"
+    billing_callback_secret: str = ""
+
+    # Timer protocol (ARCHITECTURE.md section 5).
+    short_timer_threshold_s: float = Field(60.0, ge=0)
+    redelivery_allowance_s: float = Field(60.0, gt=0)
+    sweep_interval_s: float = Field(5.0, gt=0)
+    sweep_batch: int = Field(500, ge=1)
+    busy_retry_s: float = Field(0.5, gt=0)
+    machine_retry_initial_s: float = Field(1.0, gt=0)
+    machine_retry_max_s: float = Field(1800.0, gt=0)
+    machine_retry_limit: int = Field(10, ge=1)
+    stq_retry_initial_s: float = Field(1.0, gt=0)
+    stq_retry_max_s: float = Field(600.0, gt=0)
+
+    # Extra task modules a worker imports (test and benchmark namespaces).
+    worker_extra_imports: str = ""  # comma-separated module names
+    worker_prefetch_multiplier: int = Field(1, ge=1)
+    broker_visibility_timeout_s: int = Field(3600, ge=1)
+
+
+    @property
+    def extra_import_modules(self) -> list[str]:
+        return [name.strip() for name in self.worker_extra_imports.split(",") if name.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,266 @@
+"""STQ-style tasks: jobs keyed by `(queue, task_id)`, rows in PostgreSQL, messages as hints.
+
+Adding a task that is already pending updates its kwargs and due time and rotates its token,
+so there is never more than one pending task per id and older messages turn stale. A job
+returns `Finish` (the row is deleted) or `Reschedule` (new due time, new token). The queue name
+is the Celery task name that executes it, so the sweeper needs no registry to publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+
+from pydantic import BaseModel
+
+from workers import timers
+from workers.celery_app import app
+from workers.db import Tx, transaction
+from workers.logs import bind
+from workers.messages import TypedTask, parse
+from workers.settings import get_settings
+from workers.tables import stq_tasks
+
+log = logging.getLogger(__name__)
+
+TOKEN_KEY = "stq_token"
+"""Kwarg our own messages add; a message from another service has none."""
+
+
+@dataclass(frozen=True)
+class Task:
+    queue: str
+    task_id: str
+    kwargs: dict[str, Any]
+    eta: datetime
+    exec_tries: int
+    reschedule_counter: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    pass
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    delay_s: float
+
+
+JobResult = Finish | Reschedule
+Job = Callable[[Tx, Task], JobResult]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def add(tx: Tx, queue: str, task_id: str, kwargs: dict[str, Any], *, delay_s: float = 0) -> None:
+    """Queue (or re-queue) a task inside the caller's transaction; the message follows commit."""
+    eta = now() + timedelta(seconds=delay_s)
+    token = uuid.uuid4().hex
+    near = timers.is_near(eta)
+    values = {
+        "queue": queue,
+        "task_id": task_id,
+        "kwargs": kwargs,
+        "eta": eta,
+        "token": token,
+        "sent_at": now() if near else None,
+    }
+    statement = pg_insert(stq_tasks).values(**values)
+    tx.conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[stq_tasks.c.queue, stq_tasks.c.task_id],
+            set_={
+                "kwargs": statement.excluded.kwargs,
+                "eta": statement.excluded.eta,
+                "token": statement.excluded.token,
+                "sent_at": statement.excluded.sent_at,
+                "updated_at": now(),
+            },
+        )
+    )
+    if near:
+        tx.after_commit(lambda: _publish(queue, kwargs, token, eta))
+
+
+def pending(queue: str, task_id: str) -> Task | None:
+    with transaction() as tx:
+        row = tx.conn.execute(_select(queue, task_id)).first()
+        return _task(row) if row else None
+
+
+def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None, job: Job) -> str:
+    """Run the job for a message. Returns what happened, for logs.
+
+    A message without a token comes from another service: it queues the task (or nudges the
+    pending one) and then runs it like our own.
+    """
+    if token is None:
+        with transaction() as tx:
+            add(tx, queue, task_id, kwargs)
+        return "queued"
+    with bind(stq_queue=queue, task_id=task_id), transaction() as tx:
+        row = tx.conn.execute(_select(queue, task_id).with_for_update(skip_locked=True)).first()
+        if row is None:
+            if tx.conn.execute(_select(queue, task_id)).first() is None:
+                return "stale"  # finished already
+            delay = timers.busy_delay()
+            tx.after_commit(lambda: _publish(queue, kwargs, token, now(), countdown=delay))
+            return "busy"
+        if row.token != token:
+            return "stale"
+        task = _task(row)
+        try:
+            with tx.conn.begin_nested():
+                result = job(tx, task)
+        except Exception as exc:  # the job's writes are rolled back to the savepoint
+            _retry_later(tx, row, exc)
+            return "failed_attempt"
+        if isinstance(result, Finish):
+            tx.conn.execute(delete(stq_tasks).where(*_key(queue, task_id)))
+            return "finished"
+        _reschedule(tx, row, result.delay_s, reschedule=True)
+        return "rescheduled"
+
+
+def sweep_due(limit: int) -> int:
+    """Publish rows that are due (or near) and whose message is missing or presumed lost."""
+    current = now()
+    horizon = current + timedelta(seconds=timers.threshold_s())
+    lost_before = current - timedelta(seconds=timers.allowance_s())
+    candidates = (
+        select(stq_tasks.c.queue, stq_tasks.c.task_id)
+        .where(
+            stq_tasks.c.eta <= horizon,
+            (stq_tasks.c.sent_at.is_(None))
+            | (func.greatest(stq_tasks.c.eta, stq_tasks.c.sent_at) <= lost_before),
+        )
+        .order_by(stq_tasks.c.eta)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("candidates")
+    )
+    with transaction() as tx:
+        rows = tx.conn.execute(
+            update(stq_tasks)
+            .where(
+                and_(
+                    stq_tasks.c.queue == candidates.c.queue,
+                    stq_tasks.c.task_id == candidates.c.task_id,
+                )
+            )
+            .values(sent_at=current)
+            .returning(stq_tasks.c.queue, stq_tasks.c.kwargs, stq_tasks.c.token, stq_tasks.c.eta)
+        ).all()
+        for r in rows:
+            tx.after_commit(lambda r=r: _publish(r.queue, r.kwargs, r.token, r.eta))
+    if rows:
+        log.info("swept stq tasks", extra={"count": len(rows)})
+    return len(rows)
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _key(queue: str, task_id: str) -> tuple:
+    return (stq_tasks.c.queue == queue, stq_tasks.c.task_id == task_id)
+
+
+def _select(queue: str, task_id: str):
+    return select(stq_tasks).where(*_key(queue, task_id))
+
+
+def _task(row: Row) -> Task:
+    return Task(
+        queue=row.queue,
+        task_id=row.task_id,
+        kwargs=row.kwargs,
+        eta=row.eta,
+        exec_tries=row.exec_tries,
+        reschedule_counter=row.reschedule_counter,
+    )
+
+
+def _publish(
+    queue: str, kwargs: dict[str, Any], token: str, eta: datetime, countdown: float | None = None
+) -> None:
+    delay = timers.delay_until(eta) if countdown is None else countdown
+    timers.publish(queue, {**kwargs, TOKEN_KEY: token}, delay)
+
+
+def _reschedule(tx: Tx, row: Row, delay_s: float, *, reschedule: bool, **values: Any) -> None:
+    eta = now() + timedelta(seconds=delay_s)
+    token = uuid.uuid4().hex
+    near = timers.is_near(eta)
+    counter = row.reschedule_counter + (1 if reschedule else 0)
+    tx.conn.execute(
+        update(stq_tasks)
+        .where(*_key(row.queue, row.task_id))
+        .values(
+            eta=eta,
+            token=token,
+            sent_at=now() if near else None,
+            reschedule_counter=counter,
+            updated_at=now(),
+            **values,
+        )
+    )
+    if near:
+        tx.after_commit(lambda: _publish(row.queue, row.kwargs, token, eta))
+
+
+def _retry_later(tx: Tx, row: Row, exc: Exception) -> None:
+    settings = get_settings()
+    tries = row.exec_tries + 1
+    delay = timers.backoff(
+        tries, initial_s=settings.stq_retry_initial_s, max_s=settings.stq_retry_max_s
+    )
+    log.warning(
+        "stq job failed, retrying",
+        extra={"error": f"{type(exc).__name__}: {exc}", "exec_tries": tries, "retry_in_s": delay},
+    )
+    _reschedule(tx, row, delay, reschedule=False, exec_tries=tries,
+                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+# --- the Celery side ----------------------------------------------------------------------
+
+K = TypeVar("K", bound=BaseModel)
+
+
+def register_task(
+    name: str,
+    kwargs_model: type[K],
+    task_id_of: Callable[[K], str],
+    job: Callable[[Tx, Task, K], JobResult],
+):
+    """Define the Celery task `name` that executes STQ tasks of the queue of the same name.
+
+    The kwargs are validated into `kwargs_model` on every delivery: a malformed message is
+    rejected (logged, acked), never retried.
+    """
+
+    @app.task(name=name, base=TypedTask)
+    def stq_task(**kwargs: Any) -> str:
+        token = kwargs.pop(TOKEN_KEY, None)
+        args = parse(kwargs_model, kwargs)
+        task_id = task_id_of(args)
+        outcome = execute(
+            name, task_id, args.model_dump(mode="json"), token,
+            lambda tx, task: job(tx, task, args),
+        )
+        log.info("stq task handled", extra={"stq_queue": name, "task_id": task_id,
+                                            "outcome": outcome})
+        return outcome
+
+    return stq_task
