@@ -1,0 +1,262 @@
+"""Serving a Thrift service the woody way, for the sandbox peers.
+
+The endpoint checks a request in the order the Erlang woody server does (method, content type,
+accept, id headers, deadline, body), decodes the CALL with the peer's IDL, refuses arguments
+that lack a field the IDL marks required (a real peer answers such a request 400), calls the
+handler and answers a REPLY: the result in field 0, or a declared exception in its own field
+with `woody.error-class: Business Error`. Faults drawn from the peer's `Faults` turn a call
+into the HTTP answers a real peer gives when it is overloaded, times out or crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from thriftpy2.thrift import TException, TMessageType, TType
+
+from clients.sandbox.faults import Faults, fault_routes
+from clients.woody import (
+    DECODE_ERRORS,
+    ERROR_CLASS_HEADER,
+    ERROR_REASON_HEADER,
+    THRIFT_CONTENT_TYPE,
+    WoodyContext,
+    encode_message,
+    open_message,
+)
+
+log = logging.getLogger(__name__)
+
+BUSINESS_ERROR = "Business Error"
+RESULT_UNEXPECTED = "Result Unexpected"
+RESOURCE_UNAVAILABLE = "Resource Unavailable"
+RESULT_UNKNOWN = "Result Unknown"
+
+# Fault name -> (HTTP status, woody error class) for faults answered without running the call.
+_ERROR_FAULTS: dict[str, tuple[int, str]] = {
+    "500": (500, RESULT_UNEXPECTED),
+    "502": (502, RESULT_UNEXPECTED),
+    "502_resource_unavailable": (502, RESOURCE_UNAVAILABLE),
+    "502_result_unknown": (502, RESULT_UNKNOWN),
+    "503": (503, RESOURCE_UNAVAILABLE),
+    "504": (504, RESULT_UNKNOWN),
+}
+# "timeout": sleep, then 504 without running the call; "timeout_after": run the call, then
+# sleep before answering, so the caller gives up although the effect happened.
+WOODY_FAULTS = frozenset({*_ERROR_FAULTS, "timeout", "timeout_after"})
+
+_ALL_HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+Handler = Callable[..., Any]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class CallLog:
+    """How many well-formed calls each method received (faulted ones included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def record(self, method: str) -> None:
+        with self._lock:
+            self._counts[method] = self._counts.get(method, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts = {}
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, reason: str, error_class: str = RESULT_UNEXPECTED,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.response = _error_response(status, error_class, reason, headers)
+
+
+def _error_response(status: int, error_class: str, reason: str,
+                    headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status_code=status, headers={
+        ERROR_CLASS_HEADER: error_class, ERROR_REASON_HEADER: reason, **(headers or {}),
+    })
+
+
+def _is_union(cls: type) -> bool:
+    module = sys.modules.get(cls.__module__)
+    return cls in getattr(module, "__thrift_meta__", {}).get("unions", ())
+
+
+def missing_required(payload: Any, path: str) -> list[str]:
+    """Paths of required fields left unset anywhere inside `payload` (and unions not set once)."""
+    missing: list[str] = []
+    set_fields = 0
+    for spec in payload.thrift_spec.values():
+        ttype, name, required = spec[0], spec[1], spec[-1]
+        value = getattr(payload, name, None)
+        if value is None:
+            if required:
+                missing.append(f"{path}.{name}")
+            continue
+        set_fields += 1
+        missing += _missing_in_value(ttype, spec[2] if len(spec) == 4 else None, value,
+                                     f"{path}.{name}")
+    if _is_union(type(payload)) and set_fields != 1:
+        missing.append(f"{path} (a union needs exactly one field, has {set_fields})")
+    return missing
+
+
+def _missing_in_value(ttype: int, spec: Any, value: Any, path: str) -> list[str]:
+    if ttype == TType.STRUCT:
+        return missing_required(value, path)
+    if ttype in (TType.LIST, TType.SET):
+        item_type, item_spec = spec if isinstance(spec, tuple) else (spec, None)
+        return [m for i, item in enumerate(value)
+                for m in _missing_in_value(item_type, item_spec, item, f"{path}[{i}]")]
+    if ttype == TType.MAP:
+        key_type, key_spec = spec[0] if isinstance(spec[0], tuple) else (spec[0], None)
+        val_type, val_spec = spec[1] if isinstance(spec[1], tuple) else (spec[1], None)
+        found: list[str] = []
+        for key, item in value.items():
+            found += _missing_in_value(key_type, key_spec, key, f"{path}.<key>")
+            found += _missing_in_value(val_type, val_spec, item, f"{path}[{key!r}]")
+        return found
+    return []
+
+
+def _check_transport(request: Request) -> None:
+    if request.method != "POST":
+        raise _Rejected(405, "method not allowed", headers={"allow": "POST"})
+    if request.headers.get("content-type") != THRIFT_CONTENT_TYPE:
+        raise _Rejected(415, "unsupported content type")
+    accept = request.headers.get("accept")
+    if accept is not None and accept != THRIFT_CONTENT_TYPE:
+        raise _Rejected(406, "not acceptable")
+    try:
+        context = WoodyContext.from_headers(request.headers)
+    except ValueError as exc:
+        raise _Rejected(400, str(exc)) from exc
+    if context.deadline is not None and context.deadline <= datetime.now(UTC):
+        raise _Rejected(503, "deadline reached", RESOURCE_UNAVAILABLE)
+
+
+def _decode_call(service: Any, body: bytes) -> tuple[str, int, Any]:
+    if not body:
+        raise _Rejected(400, "empty body")
+    try:
+        message = open_message(body)
+        if message.message_type != TMessageType.CALL:
+            raise _Rejected(400, f"message type {message.message_type} is not a call")
+        if message.name not in service.thrift_services:
+            raise _Rejected(400, f"unknown method {message.name!r}")
+        args = getattr(service, f"{message.name}_args")()
+        message.protocol.read_struct(args)
+    except DECODE_ERRORS as exc:
+        raise _Rejected(400, f"cannot decode the call: {exc!r}") from exc
+    missing = missing_required(args, message.name)
+    if missing:
+        raise _Rejected(400, f"required fields missing: {', '.join(missing)}")
+    return message.name, message.seqid, args
+
+
+def _reply(service: Any, method: str, seqid: int, handler: Handler, args: Any) -> Response:
+    result_cls = getattr(service, f"{method}_result")
+    result = result_cls()
+    kwargs = {spec[1]: getattr(args, spec[1]) for spec in args.thrift_spec.values()}
+    headers: dict[str, str] = {}
+    try:
+        value = handler(**kwargs)
+    except TException as exc:
+        name = next((spec[1] for fid, spec in result_cls.thrift_spec.items()
+                     if fid != 0 and spec[2] is type(exc)), None)
+        if name is None:
+            log.exception("%s raised an undeclared exception", method)
+            return _error_response(500, RESULT_UNEXPECTED, f"undeclared {type(exc).__name__}")
+        setattr(result, name, exc)
+        headers = {ERROR_CLASS_HEADER: BUSINESS_ERROR, ERROR_REASON_HEADER: type(exc).__name__}
+    except Exception as exc:  # a crash of the double is a 500, as in a real peer
+        log.exception("%s handler failed", method)
+        return _error_response(500, RESULT_UNEXPECTED, repr(exc))
+    else:
+        if 0 in result_cls.thrift_spec:
+            result.success = value
+    body = encode_message(method, TMessageType.REPLY, seqid, result)
+    return Response(body, status_code=200, media_type=THRIFT_CONTENT_TYPE, headers=headers)
+
+
+def woody_route(service: Any, handlers: Mapping[str, Handler], faults: Faults,
+                calls: CallLog, path: str = "/") -> Route:
+    """The Thrift endpoint; `handlers` maps Thrift method names to callables taking the
+    method's arguments by name and raising declared Thrift exceptions as business errors."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            _check_transport(request)
+            method, seqid, args = _decode_call(service, await request.body())
+        except _Rejected as rejected:
+            return rejected.response
+        calls.record(method)
+        if faults.latency_s > 0:
+            await asyncio.sleep(faults.latency_s)
+        fault = faults.draw(method)
+        if fault in _ERROR_FAULTS:
+            status, error_class = _ERROR_FAULTS[fault]
+            return _error_response(status, error_class, f"injected fault {fault}")
+        if fault == "timeout":
+            await asyncio.sleep(faults.timeout_s())
+            return _error_response(504, RESULT_UNKNOWN, "injected fault timeout")
+        handler = handlers.get(method)
+        if handler is None:
+            return _error_response(500, RESULT_UNEXPECTED, f"the sandbox does not serve {method}")
+        response = _reply(service, method, seqid, handler, args)
+        if fault == "timeout_after":
+            await asyncio.sleep(faults.timeout_s())
+        return response
+
+    # Every method reaches the endpoint, which answers all but POST with a woody 405.
+    return Route(path, endpoint, methods=_ALL_HTTP_METHODS)
+
+
+def create_woody_app(service: Any, handlers: Mapping[str, Handler], faults: Faults,
+                     calls: CallLog, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """A peer app: the Thrift endpoint at "/", fault control at `/_sandbox/faults`, `routes`."""
+    return Starlette(routes=[woody_route(service, handlers, faults, calls),
+                             *fault_routes(faults), *routes])
+
+
+# --- control API helpers shared by the woody peers ------------------------------------------
+
+
+class BadControlRequest(ValueError):
+    """A control-API body that is not what the route expects; the message says why."""
+
+
+async def parse_control_body(request: Request, model: type[ModelT]) -> ModelT:
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise BadControlRequest("the body is not valid JSON") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        raise BadControlRequest(problems) from exc
+
+
+def control_error(message: str, status: int = 400, code: str = "bad_request") -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)

@@ -1,0 +1,417 @@
+"""Woody: Thrift RPC over HTTP, the dialect Accounter (Shumway) and Limiter speak.
+
+One call is one HTTP POST whose body is a strict binary Thrift message. Failures are sorted
+the way the Erlang woody client sorts them (wire-facts.md 1.2/1.3), because the sort decides
+what may be retried:
+
+- `ResourceUnavailable`: the peer certainly did not execute the call; always safe to retry.
+- `ResultUnknown`: it may or may not have run; retried only for calls marked idempotent.
+- `ResultUnexpected`: a contract violation or a bug; never retried.
+- `BusinessError`: a declared Thrift exception, a deterministic answer; never retried.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import struct
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import requests
+import tenacity
+import thriftpy2
+import urllib3.exceptions
+from thriftpy2.protocol.binary import TBinaryProtocol
+from thriftpy2.protocol.exc import TProtocolException
+from thriftpy2.thrift import TApplicationException, TException, TMessageType
+from thriftpy2.transport import TTransportException
+from thriftpy2.transport.memory import TMemoryBuffer
+
+log = logging.getLogger(__name__)
+
+IDL_DIR = Path(__file__).parent / "idl"
+THRIFT_CONTENT_TYPE = "application/x-thrift"
+
+TRACE_ID_HEADER = "woody.trace-id"
+SPAN_ID_HEADER = "woody.span-id"
+PARENT_ID_HEADER = "woody.parent-id"
+DEADLINE_HEADER = "woody.deadline"
+META_HEADER_PREFIX = "woody.meta."
+ERROR_CLASS_HEADER = "woody.error-class"
+ERROR_REASON_HEADER = "woody.error-reason"
+
+# The parent id of a call that starts a trace.
+ROOT_PARENT_ID = "undefined"
+MAX_ID_BYTES = 64
+
+_DEADLINE_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]00:00)$"
+)
+
+
+def load_idl(name: str) -> ModuleType:
+    """The Thrift module of `clients/idl/<name>.thrift` (thriftpy2 caches it per name)."""
+    return thriftpy2.load(
+        str(IDL_DIR / f"{name}.thrift"), module_name=f"{name}_thrift", include_dirs=[str(IDL_DIR)]
+    )
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class WoodyError(Exception):
+    """A system failure of a woody call, classified as woody classifies it."""
+
+    error_class: ClassVar[str] = "result unexpected"
+
+    def __init__(self, reason: str, *, trace_id: str | None = None) -> None:
+        super().__init__(f"{self.error_class}: {reason}")
+        self.reason = reason
+        self.trace_id = trace_id
+
+
+class ResourceUnavailable(WoodyError):
+    """The call was not executed (refused, overloaded, deadline already reached)."""
+
+    error_class = "resource unavailable"
+
+
+class ResultUnknown(WoodyError):
+    """The call may or may not have been executed (timeout, dropped connection, 504)."""
+
+    error_class = "result unknown"
+
+
+class ResultUnexpected(WoodyError):
+    """The peer broke the contract or failed unexpectedly (500, 4xx, undecodable reply)."""
+
+    error_class = "result unexpected"
+
+
+_ERROR_CLASSES: dict[str, type[WoodyError]] = {
+    cls.error_class: cls for cls in (ResourceUnavailable, ResultUnknown, ResultUnexpected)
+}
+
+
+class BusinessError(Exception):
+    """A Thrift exception the method declares: the peer's deterministic answer.
+
+    `name` is the unqualified Thrift type name; `exception` the decoded Thrift object when the
+    error came off the wire.
+    """
+
+    def __init__(self, name: str, exception: TException | None = None, *,
+                 detail: str | None = None, trace_id: str | None = None) -> None:
+        super().__init__(f"{name}: {detail}" if detail else name)
+        self.name = name
+        self.exception = exception
+        self.trace_id = trace_id
+
+
+# --- trace context and deadline -------------------------------------------------------------
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def format_deadline(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, e.g. `2026-05-18T12:29:11.123Z`."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_deadline(text: str) -> datetime:
+    """Parse a `woody.deadline` value; only UTC offsets are accepted, as by the Erlang server."""
+    match = _DEADLINE_RE.match(text.strip())
+    if match is None:
+        raise ValueError(f"bad woody deadline {text!r}")
+    whole, fraction, _ = match.groups()
+    micros = int(((fraction or ".")[1:] + "000000")[:6])
+    try:
+        moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+    except ValueError as exc:
+        raise ValueError(f"bad woody deadline {text!r}") from exc
+    return moment.replace(microsecond=micros, tzinfo=UTC)
+
+
+def _check_id(kind: str, value: str) -> None:
+    if not value or len(value.encode()) > MAX_ID_BYTES:
+        raise ValueError(f"woody {kind} must be 1..{MAX_ID_BYTES} bytes, got {value!r}")
+
+
+@dataclass(frozen=True)
+class WoodyContext:
+    """Where a call sits in a trace: outgoing calls get a fresh span whose parent is `span_id`.
+
+    `WoodyContext.new()` starts a trace (parent id `undefined`); a server handling a request
+    uses `from_headers` so its own calls continue the caller's trace. `deadline` and `meta`
+    travel to every call made with this context.
+    """
+
+    trace_id: str
+    span_id: str = ROOT_PARENT_ID
+    deadline: datetime | None = None
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_id("trace id", self.trace_id)
+        _check_id("span id", self.span_id)
+        if self.deadline is not None and self.deadline.tzinfo is None:
+            raise ValueError("a woody deadline must be timezone-aware")
+
+    @classmethod
+    def new(cls, *, deadline: datetime | None = None,
+            meta: Mapping[str, str] | None = None) -> WoodyContext:
+        return cls(trace_id=new_id(), deadline=deadline, meta=dict(meta or {}))
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> WoodyContext:
+        """The context of an incoming request; ValueError when its woody headers are bad."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        ids = [lowered.get(h) for h in (TRACE_ID_HEADER, SPAN_ID_HEADER, PARENT_ID_HEADER)]
+        if any(value is None for value in ids):
+            raise ValueError("bad woody id header")
+        for kind, value in zip(("trace id", "span id", "parent id"), ids, strict=True):
+            _check_id(kind, value or "")
+        raw_deadline = lowered.get(DEADLINE_HEADER)
+        meta = {name[len(META_HEADER_PREFIX):]: value for name, value in lowered.items()
+                if name.startswith(META_HEADER_PREFIX)}
+        return cls(trace_id=ids[0] or "", span_id=ids[1] or "",
+                   deadline=parse_deadline(raw_deadline) if raw_deadline else None, meta=meta)
+
+    def outgoing_headers(self, span_id: str) -> dict[str, str]:
+        headers = {
+            TRACE_ID_HEADER: self.trace_id,
+            SPAN_ID_HEADER: span_id,
+            PARENT_ID_HEADER: self.span_id,
+        }
+        if self.deadline is not None:
+            headers[DEADLINE_HEADER] = format_deadline(self.deadline)
+        for key, value in self.meta.items():
+            headers[META_HEADER_PREFIX + key] = value
+        return headers
+
+
+# --- Thrift message codec -------------------------------------------------------------------
+# The pure-Python protocol and buffer, not thriftpy2's Cython defaults: their failures on
+# malformed input are plain Python exceptions, listed in DECODE_ERRORS.
+
+
+def encode_message(name: str, message_type: int, seqid: int, payload: Any) -> bytes:
+    """One strict (versioned) binary Thrift message."""
+    buffer = TMemoryBuffer()
+    protocol = TBinaryProtocol(buffer, strict_write=True)
+    protocol.write_message_begin(name, message_type, seqid)
+    protocol.write_struct(payload)
+    protocol.write_message_end()
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    name: str
+    message_type: int
+    seqid: int
+    protocol: TBinaryProtocol  # positioned at the message's struct
+
+
+# What a malformed or truncated Thrift body raises while being decoded.
+DECODE_ERRORS = (TProtocolException, TTransportException, struct.error, UnicodeDecodeError,
+                 EOFError, ValueError, TypeError, RecursionError)
+
+
+def open_message(body: bytes) -> DecodedMessage:
+    """Read a message header (strict only); the caller then reads the struct."""
+    protocol = TBinaryProtocol(TMemoryBuffer(body), strict_read=True, decode_response=True)
+    name, message_type, seqid = protocol.read_message_begin()
+    return DecodedMessage(name, message_type, seqid, protocol)
+
+
+# --- client ---------------------------------------------------------------------------------
+
+
+def _retry_decision(idempotent: bool) -> Callable[[BaseException], bool]:
+    def retryable(exc: BaseException) -> bool:
+        if isinstance(exc, ResourceUnavailable):
+            return True
+        return idempotent and isinstance(exc, ResultUnknown)
+    return retryable
+
+
+_PARTIAL_RESPONSE_ERRORS = (requests.exceptions.ChunkedEncodingError,
+                            requests.exceptions.ContentDecodingError)
+
+
+def _transport_error(exc: requests.RequestException, trace_id: str) -> WoodyError:
+    """Sort a requests failure by whether the request can have reached the peer."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return ResourceUnavailable(f"connect timeout: {exc}", trace_id=trace_id)
+    if isinstance(exc, requests.ReadTimeout):
+        return ResultUnknown(f"receive timeout: {exc}", trace_id=trace_id)
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, urllib3.exceptions.MaxRetryError):
+            cause = cause.reason
+        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError in urllib3 2.
+        if isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+            return ResourceUnavailable(f"cannot connect: {cause}", trace_id=trace_id)
+        return ResultUnknown(f"connection lost: {exc}", trace_id=trace_id)
+    if isinstance(exc, _PARTIAL_RESPONSE_ERRORS):
+        return ResultUnknown(f"partial response: {exc}", trace_id=trace_id)
+    return ResultUnexpected(f"request failed: {exc!r}", trace_id=trace_id)
+
+
+def _http_error(response: requests.Response, trace_id: str) -> WoodyError:
+    reason = response.headers.get(ERROR_REASON_HEADER) or f"HTTP {response.status_code}"
+    status = response.status_code
+    if status == 503:
+        return ResourceUnavailable(reason, trace_id=trace_id)
+    if status == 504:
+        return ResultUnknown(reason, trace_id=trace_id)
+    if status == 502:
+        declared = (response.headers.get(ERROR_CLASS_HEADER) or "").strip().lower()
+        return _ERROR_CLASSES.get(declared, ResultUnexpected)(reason, trace_id=trace_id)
+    return ResultUnexpected(f"HTTP {status}: {reason}", trace_id=trace_id)
+
+
+class WoodyClient:
+    """Calls one woody service at one URL.
+
+    `timeout_s` bounds a whole call, retries included (a context deadline may shorten it).
+    An idempotent call splits the time left evenly over the attempts left, so a timed-out
+    attempt still leaves room to retry; other calls give every attempt all the time left.
+    Holds one `requests.Session` (keep-alive); share a client within a process, not across
+    forks.
+    """
+
+    def __init__(self, url: str, service: Any, *, timeout_s: float = 5.0,
+                 attempts: int = 3) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.url = url
+        self.service = service
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self._session = requests.Session()
+        self._seqids = itertools.count(1)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def call(self, method: str, args: Mapping[str, Any] | None = None, *, idempotent: bool,
+             context: WoodyContext | None = None) -> Any:
+        """Call `method` with `args` (argument name -> value); return its result (None: void).
+
+        Raises BusinessError for a declared exception, WoodyError subclasses otherwise.
+        """
+        if method not in self.service.thrift_services:
+            raise ValueError(f"{self.service.__name__} has no method {method!r}")
+        context = context or WoodyContext.new()
+        seqid = next(self._seqids) & 0x7FFFFFFF
+        body = self._encode_call(method, args or {}, seqid)
+        ends_at = self._ends_at(context)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_retry_decision(idempotent)),
+            stop=self._stop(ends_at),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+            before_sleep=lambda state: log.warning(
+                "woody %s %s: attempt %d failed (%s), retrying", self.url, method,
+                state.attempt_number, state.outcome.exception() if state.outcome else None),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                per_attempt = self._attempt_timeout(ends_at, number, idempotent)
+                return self._exchange(method, seqid, body, context, per_attempt)
+        raise AssertionError("tenacity returns or raises")  # pragma: no cover
+
+    def _encode_call(self, method: str, args: Mapping[str, Any], seqid: int) -> bytes:
+        args_cls = getattr(self.service, f"{method}_args")
+        known = {spec[1] for spec in args_cls.thrift_spec.values()}
+        unknown = set(args) - known
+        if unknown:
+            raise ValueError(f"{method} takes no arguments named {sorted(unknown)}")
+        try:
+            return encode_message(method, TMessageType.CALL, seqid, args_cls(**args))
+        except (struct.error, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"cannot encode {method} arguments: {exc}") from exc
+
+    def _ends_at(self, context: WoodyContext) -> float:
+        ends_at = time.monotonic() + self.timeout_s
+        if context.deadline is not None:
+            left = (context.deadline - datetime.now(UTC)).total_seconds()
+            ends_at = min(ends_at, time.monotonic() + left)
+        return ends_at
+
+    def _stop(self, ends_at: float) -> Callable[[tenacity.RetryCallState], bool]:
+        def stop(state: tenacity.RetryCallState) -> bool:
+            out_of_time = time.monotonic() + state.upcoming_sleep >= ends_at
+            return state.attempt_number >= self.attempts or out_of_time
+        return stop
+
+    def _attempt_timeout(self, ends_at: float, number: int, idempotent: bool) -> float:
+        left = ends_at - time.monotonic()
+        return left / (self.attempts - number + 1) if idempotent else left
+
+    def _exchange(self, method: str, seqid: int, body: bytes, context: WoodyContext,
+                  timeout_s: float) -> Any:
+        if timeout_s <= 0:
+            # Nothing is sent once the deadline has passed, so nothing was executed.
+            raise ResourceUnavailable("deadline reached", trace_id=context.trace_id)
+        span_id = new_id()
+        headers = {
+            "content-type": THRIFT_CONTENT_TYPE,
+            "accept": THRIFT_CONTENT_TYPE,
+            **context.outgoing_headers(span_id),
+        }
+        log.debug("woody call %s %s trace=%s span=%s parent=%s", self.url, method,
+                  context.trace_id, span_id, context.span_id)
+        try:
+            response = self._session.post(self.url, data=body, headers=headers,
+                                          timeout=(timeout_s, timeout_s))
+        except requests.RequestException as exc:
+            raise _transport_error(exc, context.trace_id) from exc
+        if response.status_code != 200:
+            raise _http_error(response, context.trace_id)
+        return self._decode_reply(method, seqid, response.content, context.trace_id)
+
+    def _decode_reply(self, method: str, seqid: int, body: bytes, trace_id: str) -> Any:
+        result_cls = getattr(self.service, f"{method}_result")
+        try:
+            message = open_message(body)
+            if message.message_type == TMessageType.EXCEPTION:
+                app_error = TApplicationException()
+                message.protocol.read_struct(app_error)
+                raise ResultUnexpected(f"application exception: {app_error}", trace_id=trace_id)
+            if message.message_type != TMessageType.REPLY:
+                raise ResultUnexpected(f"message type {message.message_type} is not a reply",
+                                       trace_id=trace_id)
+            if message.name != method or message.seqid != seqid:
+                raise ResultUnexpected(
+                    f"reply to {message.name!r}/{message.seqid}, expected {method!r}/{seqid}",
+                    trace_id=trace_id)
+            result = result_cls()
+            message.protocol.read_struct(result)
+        except DECODE_ERRORS as exc:
+            raise ResultUnexpected(f"undecodable reply: {exc!r}", trace_id=trace_id) from exc
+        for field_id, spec in result_cls.thrift_spec.items():
+            declared = getattr(result, spec[1])
+            if field_id != 0 and declared is not None:
+                raise BusinessError(type(declared).__name__, declared, trace_id=trace_id)
+        if 0 not in result_cls.thrift_spec:
+            return None
+        if result.success is None:
+            raise ResultUnexpected(f"{method} reply carries no result", trace_id=trace_id)
+        return result.success
