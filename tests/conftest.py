@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from celgate.processes import ROOT, ManagedProcess, worker as worker_process  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.fixtures.sandbox"]
 
 
 @pytest.fixture(scope="session")

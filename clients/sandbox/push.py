@@ -1,0 +1,80 @@
+"""An in-memory push sender: `POST /v1/push/silent` records the push; state lists them.
+
+Fault operations are named `push/silent <yandex_uid>` (for `match`).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clients.sandbox.faults import JSON_FAULTS, Faults, fault_routes
+from clients.sandbox.json_peer import answer, error
+from clients.sandbox.woody_server import BadControlRequest, parse_control_body
+
+
+class SilentPush(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    yandex_uid: str = Field(min_length=1)
+    payload: dict[str, Any]
+
+
+class PushState:
+    """The pushes received, oldest first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pushes: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        with self._lock:
+            self._pushes = []
+
+    def record(self, push: SilentPush) -> None:
+        with self._lock:
+            self._pushes.append({"yandex_uid": push.yandex_uid, "payload": push.payload,
+                                 "received_at": datetime.now(UTC).isoformat()})
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"pushes": list(self._pushes)}
+
+
+def create_app(state: PushState | None = None, faults: Faults | None = None) -> Starlette:
+    """The push sender double, with control under `/_sandbox/`."""
+    state = state or PushState()
+    faults = faults or Faults(JSON_FAULTS)
+
+    async def silent(request: Request) -> Response:
+        try:
+            push = await parse_control_body(request, SilentPush)
+        except BadControlRequest as exc:
+            return error(400, "bad_request", str(exc))
+
+        def handle() -> Response:
+            state.record(push)
+            return JSONResponse({})
+
+        return await answer(faults, f"push/silent {push.yandex_uid}", handle)
+
+    async def inspect(request: Request) -> Response:
+        return JSONResponse({**state.snapshot(), "faults": faults.snapshot()})
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        faults.clear()
+        return JSONResponse({"reset": True})
+
+    return Starlette(routes=[
+        Route("/v1/push/silent", silent, methods=["POST"]),
+        Route("/_sandbox/state", inspect, methods=["GET"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        *fault_routes(faults),
+    ])
