@@ -6,6 +6,7 @@ Import this module before `workers`: it points the settings at the benchmark's o
 
 from __future__ import annotations
 
+import fcntl
 import os
 import statistics
 import subprocess
@@ -29,8 +30,28 @@ for _key, _value in BENCH_ENV.items():
 from celgate.processes import ROOT, ManagedProcess, worker  # noqa: E402
 
 
+_bench_lock = None
+
+
+def one_benchmark_at_a_time() -> None:
+    """Wait until no other benchmark runs on this machine, then keep others waiting.
+
+    Benchmarks share the database and Redis databases, and side by side they would also share
+    the CPUs their figures are about. The lock is released when this process exits.
+    """
+    global _bench_lock
+    handle = open(Path(tempfile.gettempdir()) / "celgate-bench.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("waiting for another benchmark to finish", file=sys.stderr, flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    _bench_lock = handle
+
+
 def fresh_database() -> None:
     """Drop, create and migrate the benchmark database; flush its Redis databases."""
+    one_benchmark_at_a_time()
     import redis
     from sqlalchemy import create_engine, text
 

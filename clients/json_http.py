@@ -141,6 +141,9 @@ class JsonHttp:
         self._backoff_s = backoff_s
         self._unavailable = unavailable
         self._session = requests.Session()
+        # Peers are addressed directly; reading proxy settings from the environment on every
+        # request costs about a millisecond of CPU per call.
+        self._session.trust_env = False
         self._session.mount("http://", HTTPAdapter(pool_maxsize=16, max_retries=0))
         self._session.mount("https://", HTTPAdapter(pool_maxsize=16, max_retries=0))
 

@@ -304,6 +304,9 @@ class WoodyClient:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self._session = requests.Session()
+        # Peers are addressed directly: skip reading proxy settings from the environment on
+        # every request (about 1.5 ms of CPU a call, measured in the payments benchmark).
+        self._session.trust_env = False
         self._seqids = itertools.count(1)
 
     def close(self) -> None:

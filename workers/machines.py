@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -414,7 +415,8 @@ def _update(tx: Tx, namespace: str, machine_id: str, values: Json) -> None:
 
 def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
     attempts = row.failed_attempts + 1
-    error = {"type": type(exc).__name__, "message": str(exc)[:2000], "attempts": attempts}
+    error = {"code": getattr(exc, "code", None) or _snake_case(type(exc).__name__),
+             "type": type(exc).__name__, "message": str(exc)[:2000], "attempts": attempts}
     if ns.is_transient(exc) and attempts < timers.machine_retry_limit():
         delay = timers.backoff(attempts)
         log.warning("step failed, retrying", extra={"error": error, "retry_in_s": delay})
@@ -436,6 +438,11 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
             "updated_at": now(),
         },
     )
+
+
+def _snake_case(name: str) -> str:
+    """`ResourceUnavailable` -> `resource_unavailable`: a code for an error that has none."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def sweep_due(limit: int) -> int:

@@ -1,0 +1,96 @@
+"""The HTTP API (`celgate-api`): the business routers behind bearer auth, typed JSON errors.
+
+Every error body is `{"code": ..., "message": ...}` (CONTRACT.md), schema errors included.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workers.errors import TypedError
+from workers.logs import configure_logging
+from workers.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class Unauthorized(TypedError):
+    code = "unauthorized"
+    http_status = 401
+
+
+def require_token(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> None:
+    settings = get_settings()
+    if settings.api_auth == "off":
+        return
+    expected = settings.api_token or ""
+    given = credentials.credentials if credentials else ""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def create_app() -> FastAPI:
+    from payments.api import router as payments_router
+
+    app = FastAPI(title="celgate", version="0.1.0")
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    secured = [Depends(require_token)]
+    app.include_router(payments_router, dependencies=secured)
+    add_error_handlers(app)
+    return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Typed errors, schema errors and routing errors as `{code, message}` bodies."""
+
+    @app.exception_handler(TypedError)
+    async def typed_error(_: Request, exc: TypedError) -> JSONResponse:
+        return _error(exc.http_status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def schema_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(422, "invalid_request", details or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+
+def check_auth_configured(settings: Settings) -> None:
+    if settings.api_auth != "off" and not settings.api_token:
+        raise SystemExit("API_TOKEN is not set; set it, or API_AUTH=off to run without auth")
+
+
+def main() -> None:
+    settings = get_settings()
+    check_auth_configured(settings)
+    configure_logging()
+    uvicorn.run(create_app(), host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""HTTP routes of the payment commands and reads (CONTRACT.md, "Payments").
+
+The app (celgate.api) adds bearer auth and maps typed errors to `{code, message}` bodies.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from payments import commands
+from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody, RepairBody
+from payments.views import EventView, PaymentView
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+
+_ONE = "/{invoice_id}/{payment_id}"
+
+
+def _started(result: commands.Started, response: Response) -> PaymentView:
+    # 202: accepted, the machine goes on by itself; 200: the same command again, no change.
+    response.status_code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
+    return result.payment
+
+
+@router.post("/register", response_model=PaymentView, status_code=202)
+def register(body: RegisterBody, response: Response) -> PaymentView:
+    """A payment the provider already processed: it is captured without a command."""
+    return _started(commands.register(body), response)
+
+
+@router.post("", response_model=PaymentView, status_code=202)
+def start_hold(body: HoldBody, response: Response) -> PaymentView:
+    """A held payment: limits and cash flow are held, then it waits for capture or cancel."""
+    return _started(commands.start_hold(body), response)
+
+
+@router.post(_ONE + "/capture", response_model=PaymentView, status_code=202)
+def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> PaymentView:
+    """Capture a held payment, in full or (with a lower `cost`) partially."""
+    return commands.capture(invoice_id, payment_id, body)
+
+
+@router.post(_ONE + "/cancel", response_model=PaymentView, status_code=202)
+def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> PaymentView:
+    return commands.cancel(invoice_id, payment_id, body)
+
+
+@router.get(_ONE, response_model=PaymentView)
+def get_payment(invoice_id: str, payment_id: str) -> PaymentView:
+    return commands.get(invoice_id, payment_id)
+
+
+@router.get(_ONE + "/events", response_model=list[EventView])
+def get_events(invoice_id: str, payment_id: str) -> list[EventView]:
+    """The payment's changes, oldest first."""
+    return commands.events(invoice_id, payment_id)
+
+
+@router.post(_ONE + "/repair", response_model=PaymentView, status_code=202)
+def repair(invoice_id: str, payment_id: str, body: RepairBody) -> PaymentView:
+    """Re-run the current step of a payment whose machine is failed (409 when it is not)."""
+    return commands.repair(invoice_id, payment_id)

@@ -1,0 +1,106 @@
+"""Payment commands: register, start_hold, capture, cancel, repair, and the two reads.
+
+Each command validates what it can before touching the machine (shape and values of the body:
+typed 400s), then goes through the machine runner, which decides against the current state
+under the machine's lock (wrong state: 409). Register and hold are idempotent by the payment's
+ids: the same body again changes nothing, a different body for the same ids is a conflict.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from payments.errors import PaymentConflict, PaymentNotFound
+from payments.model import check_id
+from payments.processor import NAME, NAMESPACE, machine_id, state_of
+from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody
+from payments.views import EventView, PaymentView, event_views, payment_view
+from workers import machines
+from workers.logs import bind
+from workers.machines import Machine, MachineAlreadyExists, MachineNotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Started:
+    payment: PaymentView
+    created: bool  # False: the same command was seen before and changed nothing
+
+
+def register(body: RegisterBody) -> Started:
+    """A payment the provider already processed: it goes on to capture by itself."""
+    return _start(body)
+
+
+def start_hold(body: HoldBody) -> Started:
+    """A held payment: its limits and cash flow get held, then it waits for capture or cancel."""
+    return _start(body)
+
+
+def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> PaymentView:
+    body.to_domain()  # the values are checked before the machine is locked
+    return _call(invoice_id, payment_id, {"capture": body.model_dump(mode="json")})
+
+
+def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> PaymentView:
+    return _call(invoice_id, payment_id, {"cancel": body.model_dump(mode="json")})
+
+
+def repair(invoice_id: str, payment_id: str) -> PaymentView:
+    """Resume a machine marked failed: its current step runs again at once."""
+    key = _machine_id(invoice_id, payment_id)
+    with bind(invoice_id=invoice_id, payment_id=payment_id):
+        try:
+            machines.repair(NAMESPACE, key)
+        except MachineNotFound:
+            raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+    return get(invoice_id, payment_id)
+
+
+def get(invoice_id: str, payment_id: str) -> PaymentView:
+    return payment_view(_machine(invoice_id, payment_id))
+
+
+def events(invoice_id: str, payment_id: str) -> list[EventView]:
+    return event_views(_machine(invoice_id, payment_id))
+
+
+def _start(body: RegisterBody) -> Started:
+    request = body.to_domain()
+    key = machine_id(request.invoice_id, request.payment_id)
+    with bind(invoice_id=request.invoice_id, payment_id=request.payment_id):
+        try:
+            machines.start(NAMESPACE, key, body.model_dump(mode="json"))
+            created = True
+        except MachineAlreadyExists:
+            created = False
+        machine = machines.get(NAME, key)
+        if not created:
+            if state_of(machine).request() != request:
+                raise PaymentConflict(f"payment {request.invoice_id}/{request.payment_id} "
+                                      "exists with a different body")
+            log.info("repeated payment command, nothing changed")
+        return Started(payment_view(machine), created)
+
+
+def _call(invoice_id: str, payment_id: str, args: dict) -> PaymentView:
+    key = _machine_id(invoice_id, payment_id)
+    with bind(invoice_id=invoice_id, payment_id=payment_id):
+        try:
+            machines.call(NAMESPACE, key, args)
+        except MachineNotFound:
+            raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+    return get(invoice_id, payment_id)
+
+
+def _machine(invoice_id: str, payment_id: str) -> Machine:
+    try:
+        return machines.get(NAME, _machine_id(invoice_id, payment_id))
+    except MachineNotFound:
+        raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+
+
+def _machine_id(invoice_id: str, payment_id: str) -> str:
+    return machine_id(check_id("invoice_id", invoice_id), check_id("payment_id", payment_id))

@@ -1,0 +1,156 @@
+"""Domain values of a payment other than money and cash flows: ids, route, flow, capture data,
+session targets, statuses, and the request a payment was created from."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from payments.cashflow import CashFlowTemplate, check_template
+from payments.errors import InvalidCart, InvalidFlow, InvalidId, InvalidValue
+from payments.money import Money
+
+# Ids become segments of dotted complex ids (machine, plan, session, limiter operation) and
+# URL path segments, so the separator and slashes are refused rather than escaped.
+_ID = re.compile(r"[A-Za-z0-9_:-]{1,100}")
+
+TIMEOUT_REASON = "Timeout"
+
+
+def check_id(what: str, value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise InvalidId(
+            f"{what} {value!r}: 1-100 characters of letters, digits, '_', '-', ':' expected")
+    return value
+
+
+@dataclass(frozen=True)
+class Route:
+    provider_id: int
+    terminal_id: int
+
+
+@dataclass(frozen=True)
+class TurnoverLimit:
+    id: str
+    version: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise InvalidValue("a turnover limit needs a non-empty id")
+
+
+@dataclass(frozen=True)
+class HoldFlow:
+    on_hold_expiration: str
+    held_until: datetime
+
+    def __post_init__(self) -> None:
+        if self.on_hold_expiration not in ("capture", "cancel"):
+            raise InvalidFlow(
+                f"on_hold_expiration must be capture or cancel, got {self.on_hold_expiration!r}")
+        if self.held_until.tzinfo is None:
+            raise InvalidFlow("held_until needs a time zone offset (RFC 3339)")
+
+
+@dataclass(frozen=True)
+class TransactionInfo:
+    id: str
+    extra: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CartLine:
+    product: str
+    quantity: int
+    price: Money
+
+
+@dataclass(frozen=True)
+class Cart:
+    lines: tuple[CartLine, ...]
+
+    def check_total(self, cost: Money) -> None:
+        """A cart must add up to the amount it describes, in its currency."""
+        if not self.lines:
+            raise InvalidCart("a cart needs at least one line")
+        for line in self.lines:
+            if line.quantity <= 0:
+                raise InvalidCart(f"line {line.product!r}: quantity must be positive")
+            if line.price.currency != cost.currency:
+                raise InvalidCart(f"line {line.product!r} is priced in {line.price.currency}, "
+                                  f"the amount in {cost.currency}")
+        total = sum(line.quantity * line.price.amount for line in self.lines)
+        if total != cost.amount:
+            raise InvalidCart(f"the cart adds up to {total}, the amount is {cost.amount}")
+
+
+@dataclass(frozen=True)
+class CaptureData:
+    reason: str
+    cost: Money
+    cart: Cart | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a provider session drives the payment to: `captured(reason, cost, cart)` or
+    `cancelled(reason)`."""
+
+    status: Literal["captured", "cancelled"]
+    reason: str
+    cost: Money | None = None
+    cart: Cart | None = None
+
+    @classmethod
+    def captured(cls, data: CaptureData) -> Target:
+        return cls("captured", data.reason, data.cost, data.cart)
+
+    @classmethod
+    def cancelled(cls, reason: str) -> Target:
+        return cls("cancelled", reason)
+
+
+@dataclass(frozen=True)
+class Status:
+    """pending | processed | captured(reason, cost, cart) | cancelled(reason)
+
+    The capture chain has no business failure path (a failed capture or cancel session stops
+    the machine for an operator), so `failed` never appears here.
+    """
+
+    status: Literal["pending", "processed", "captured", "cancelled"]
+    reason: str | None = None
+    cost: Money | None = None
+    cart: Cart | None = None
+
+    @classmethod
+    def of_target(cls, target: Target) -> Status:
+        return cls(target.status, target.reason, target.cost, target.cart)
+
+
+PENDING = Status("pending")
+PROCESSED = Status("processed")
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """A payment as the register / hold command described it (flow None: registered)."""
+
+    invoice_id: str
+    payment_id: str
+    party_id: str
+    shop_id: str
+    cost: Money
+    route: Route
+    cash_flow: CashFlowTemplate
+    turnover_limits: tuple[TurnoverLimit, ...] = ()
+    transaction_info: TransactionInfo | None = None
+    flow: HoldFlow | None = None
+
+    def __post_init__(self) -> None:
+        check_id("invoice_id", self.invoice_id)
+        check_id("payment_id", self.payment_id)
+        check_template(self.cash_flow, self.cost.currency)

@@ -1,0 +1,88 @@
+"""The processor of the `payments` machine namespace: signals in, changes and timers out.
+
+- `Init(args)`: args are the register or hold body; the payment's first changes.
+- `Call(args)`: a capture or cancel command, decided against the current state under the lock.
+- `Timeout()`: the step of the current activity (`steps.STEPS`).
+
+A failed timeout step is retried on a timer when the failure is transient (a peer that could
+not be reached or whose answer got lost, a provider session failed transiently) and marks the
+machine failed otherwise: a business answer of a peer will not change by asking again, so an
+operator looks at it and repairs the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from clients.json_http import PeerUnavailable
+from clients.woody import ResourceUnavailable, ResultUnknown
+from payments import decisions
+from payments.events import Change, InvalidHistory, from_json, to_json
+from payments.peers import get_peers
+from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody
+from payments.state import PaymentState, fold
+from payments.steps import STEPS, ProviderSessionRetry
+from workers import machines
+from workers.logs import bind
+from workers.machines import Action, Call, Init, Machine, Namespace, Result, Signal
+
+log = logging.getLogger(__name__)
+
+NAME = "payments"
+
+_TRANSIENT = (ResourceUnavailable, ResultUnknown, PeerUnavailable, ProviderSessionRetry)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+def state_of(machine: Machine) -> PaymentState:
+    return fold(from_json(event.body) for event in machine.history)
+
+
+def machine_id(invoice_id: str, payment_id: str) -> str:
+    # Neither id may contain a dot (model.check_id), so the pair maps back unambiguously.
+    return f"{invoice_id}.{payment_id}"
+
+
+def process(signal: Signal, machine: Machine) -> Result:
+    if isinstance(signal, Init):
+        return _start(signal.args)
+    state = state_of(machine)
+    payment = state.started
+    with bind(invoice_id=payment.invoice_id, payment_id=payment.payment_id):
+        if isinstance(signal, Call):
+            return _result(_decide(state, signal.args), Action.instant())
+        step = STEPS.get(state.activity)
+        if step is None:
+            raise InvalidHistory(f"a timer fired in activity {state.activity}")
+        peers = get_peers()
+        with bind(activity=state.activity, trace_id=peers.woody.trace_id):
+            outcome = step(state, peers)
+            log.info("payment step done",
+                     extra={"changes": [change.TYPE for change in outcome.changes]})
+        return _result(outcome.changes, outcome.action)
+
+
+def _start(args: dict[str, Any]) -> Result:
+    body = HoldBody.model_validate(args) if "flow" in args else RegisterBody.model_validate(args)
+    changes = decisions.start(body.to_domain(), machines.now())
+    return _result(changes, Action.instant())
+
+
+def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
+    if "capture" in args:
+        return decisions.capture(state, CaptureBody.model_validate(args["capture"]).to_domain())
+    if "cancel" in args:
+        return decisions.cancel(state, CancelBody.model_validate(args["cancel"]).reason)
+    raise ValueError(f"unknown payment call {sorted(args)}")
+
+
+def _result(changes: Sequence[Change], action: Action) -> Result:
+    return Result(events=[to_json(change) for change in changes], action=action)
+
+
+NAMESPACE = Namespace(NAME, process, is_transient=is_transient)

@@ -1,0 +1,221 @@
+"""The steps of the payment machine: one function per activity, run when its timer fires.
+
+A step reads the folded state, calls peers and returns the changes to record plus the next
+timer. It never touches the database or Celery: the machine runner stores what it returns, in
+one transaction with the timer. Every peer call is keyed by ids derived from the state (plan id
++ batch id, limiter operation id, provider session id), so a step repeated after a crash or a
+failed attempt repeats the same calls and the peers answer as they did the first time.
+
+A step that raises stores nothing; the processor's `is_transient` decides between a retry on a
+timer and marking the machine failed (see `processor`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clients.limiter import LimitChange, PaymentContext
+from payments import decisions
+from payments.cashflow import FinalCashFlow, revert, to_batch
+from payments.events import (
+    Change,
+    InvalidHistory,
+    LimitsCommitted,
+    LimitsHeld,
+    LimitsRolledBack,
+    PlanBatchHeld,
+    PlanCommitted,
+    PlanRolledBack,
+    SessionFinished,
+    SessionStarted,
+    StatusChanged,
+)
+from payments.model import PROCESSED, CaptureData, Status, Target
+from payments.money import Money
+from payments.peers import Peers
+from payments.state import Activity, PaymentState
+from workers.machines import Action
+
+log = logging.getLogger(__name__)
+
+# Batch ids within the payment's plan (wire-facts 2.3).
+HOLD_BATCH, REVERT_BATCH, PARTIAL_BATCH = 1, 2, 3
+
+# This service keeps no domain configuration; the limiter context needs a revision anyway.
+DOMAIN_REVISION = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    changes: Sequence[Change]
+    action: Action
+
+
+class ProviderSessionFailed(Exception):
+    """The provider failed the session for good: nothing here can fix it, an operator can."""
+
+    code = "provider_session_failed"
+
+
+class ProviderSessionRetry(Exception):
+    """The provider failed the session with a transient failure: run the session again later."""
+
+    code = "provider_session_transient_failure"
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+def processing_accounter(state: PaymentState, peers: Peers) -> Step:
+    """Hold payment: hold the limits and the cash flow (batch 1), then wait for the hold's end."""
+    flow = state.started.flow
+    if flow is None:
+        raise InvalidHistory("a registered payment never waits in processing_accounter")
+    changes = [*_hold_limits(state, peers, captured=None),
+               _hold_batch(state, peers, HOLD_BATCH, state.cash_flow),
+               StatusChanged(PROCESSED)]
+    return Step(changes, Action.deadline(flow.held_until))
+
+
+def flow_waiting(state: PaymentState, peers: Peers) -> Step:
+    """The hold expired: capture in full or cancel, as `on_hold_expiration` says."""
+    return Step(decisions.hold_expired(state), Action.instant())
+
+
+def processing_capture(state: PaymentState, peers: Peers) -> Step:
+    """Registered payment: hold limits (with the captured cost) and batch 1; the provider
+    already captured it, so the capture session starts and succeeds at once."""
+    data = _capture_data(state)
+    target = Target.captured(data)
+    changes = [*_hold_limits(state, peers, captured=data.cost),
+               _hold_batch(state, peers, HOLD_BATCH, state.cash_flow),
+               SessionStarted(target), SessionFinished(target)]
+    return Step(changes, Action.instant())
+
+
+def updating_accounter(state: PaymentState, peers: Peers) -> Step:
+    """Partial capture: revert the held cash flow (batch 2), hold the new one (batch 3)."""
+    data = _capture_data(state)
+    if state.partial_cash_flow is None:
+        raise InvalidHistory("updating_accounter without a partial cash flow")
+    changes = [_hold_batch(state, peers, REVERT_BATCH, revert(state.cash_flow)),
+               _hold_batch(state, peers, PARTIAL_BATCH, state.partial_cash_flow),
+               SessionStarted(Target.captured(data))]
+    return Step(changes, Action.instant())
+
+
+def finalizing_session(state: PaymentState, peers: Peers) -> Step:
+    """Drive the provider session of the current target until it finishes."""
+    target = _target(state)
+    cost = target.cost or state.cost
+    result = peers.provider.process_session(
+        session_id=state.session_id(target), target=target.status,
+        invoice_id=state.started.invoice_id, payment_id=state.started.payment_id,
+        cost_amount=cost.amount, currency=cost.currency, trx_id=state.trx_id,
+    )
+    if result.status == "processing":
+        log.info("provider session in progress", extra={"poll_in_s": result.poll_in_s})
+        return Step((), Action.timeout(result.poll_in_s or 0))
+    if result.status == "succeeded":
+        return Step([SessionFinished(target, trx_id=result.trx_id)], Action.instant())
+    if result.transient:
+        raise ProviderSessionRetry(f"session {state.session_id(target)}: {result.failure_code}")
+    raise ProviderSessionFailed(f"session {state.session_id(target)}: {result.failure_code}")
+
+
+def finalizing_accounter(state: PaymentState, peers: Peers) -> Step:
+    """Captured: commit limits and plan. Cancelled: roll them back. Then the final status."""
+    target = _target(state)
+    batches = [to_batch(held.batch_id, held.cash_flow) for held in state.held_batches]
+    changes: list[Change] = []
+    if target.status == "captured":
+        captured = target.cost or state.cost
+        if state.limits == "held":
+            peers.limiter.commit_batch(state.limits_operation_id, _limit_changes(state),
+                                       _limit_context(state, captured=captured),
+                                       woody_context=peers.woody)
+            changes.append(LimitsCommitted(state.limits_operation_id, captured.amount))
+        peers.accounter.commit_plan(state.plan_id, batches, woody_context=peers.woody)
+        changes.append(PlanCommitted(state.plan_id, tuple(b.id for b in batches)))
+    else:
+        if state.limits == "held":
+            peers.limiter.rollback_batch(state.limits_operation_id, _limit_changes(state),
+                                         _limit_context(state, captured=None),
+                                         woody_context=peers.woody)
+            changes.append(LimitsRolledBack(state.limits_operation_id))
+        peers.accounter.rollback_plan(state.plan_id, batches, woody_context=peers.woody)
+        changes.append(PlanRolledBack(state.plan_id, tuple(b.id for b in batches)))
+    changes.append(StatusChanged(Status.of_target(target)))
+    return Step(changes, Action.unset())
+
+
+STEPS: dict[Activity, Callable[[PaymentState, Peers], Step]] = {
+    "processing_accounter": processing_accounter,
+    "flow_waiting": flow_waiting,
+    "processing_capture": processing_capture,
+    "updating_accounter": updating_accounter,
+    "finalizing_session": finalizing_session,
+    "finalizing_accounter": finalizing_accounter,
+}
+
+
+# --- peer calls shared by the steps ---------------------------------------------------------
+
+
+def _hold_limits(state: PaymentState, peers: Peers, *, captured: Money | None) -> list[Change]:
+    """Hold the route's turnover limits; no call and no change for a route without limits."""
+    if not state.turnover_limits:
+        return []
+    peers.limiter.hold_batch(state.limits_operation_id, _limit_changes(state),
+                             _limit_context(state, captured=captured), woody_context=peers.woody)
+    return [LimitsHeld(state.limits_operation_id)]
+
+
+def _hold_batch(state: PaymentState, peers: Peers, batch_id: int,
+                cash_flow: FinalCashFlow) -> PlanBatchHeld:
+    peers.accounter.hold(state.plan_id, to_batch(batch_id, cash_flow), woody_context=peers.woody)
+    return PlanBatchHeld(state.plan_id, batch_id, cash_flow)
+
+
+def _limit_changes(state: PaymentState) -> list[LimitChange]:
+    return [LimitChange(limit.id, limit.version) for limit in state.turnover_limits]
+
+
+def _limit_context(state: PaymentState, *, captured: Money | None) -> PaymentContext:
+    """The payment as the limiter sees it: always `captured`, with a cost only when given."""
+    payment, route = state.started, state.require_route()
+    flow = payment.flow
+    return PaymentContext(
+        invoice_id=payment.invoice_id,
+        payment_id=payment.payment_id,
+        party_id=payment.party_id,
+        shop_id=payment.shop_id,
+        created_at=_rfc3339(payment.created_at),
+        domain_revision=DOMAIN_REVISION,
+        cost_amount=payment.cost.amount,
+        currency=payment.cost.currency,
+        provider_id=route.provider_id,
+        terminal_id=route.terminal_id,
+        captured_amount=None if captured is None else captured.amount,
+        flow_hold=None if flow is None else (flow.on_hold_expiration,
+                                             _rfc3339(flow.held_until)),
+    )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _capture_data(state: PaymentState) -> CaptureData:
+    if state.capture is None:
+        raise InvalidHistory(f"{state.activity} without capture data")
+    return state.capture
+
+
+def _target(state: PaymentState) -> Target:
+    if state.target is None:
+        raise InvalidHistory(f"{state.activity} without a session target")
+    return state.target
