@@ -18,7 +18,7 @@ QUEUES = ("payments", "cashback", "wallet", "workers")
 
 # The composition root: business task modules the worker loads. `workers` itself knows no
 # business; it only names the modules to import.
-TASK_MODULES = ["workers.tasks", "payments.tasks"]
+TASK_MODULES = ["workers.tasks", "payments.tasks", "cashback.tasks"]
 
 
 def route_by_prefix(name: str, args, kwargs, options, task=None, **kw) -> dict | None:

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     cashback_retry_max_operations: int = Field(10, ge=1)
     cashback_retry_min_delay_s: Decimal = Field(Decimal(1), gt=0)
     cashback_retry_max_delay_s: Decimal = Field(Decimal(172800), gt=0)
+    # Polling an invoice whose cashback is in progress: first wait, growing by half each poll.
+    cashback_poll_initial_s: float = Field(1.0, ge=0)
+    cashback_poll_max_s: float = Field(60.0, ge=0)
+    # How many times the charge waits for transactions to know the invoice before failing.
+    cashback_missing_invoice_limit: int = Field(10, ge=0)
+    # Payment types whose cleared sums earn no cashback (comma-separated), e.g. paid by wallet.
+    cashback_payment_type_blacklist: str = "personal_wallet"
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -55,6 +62,11 @@ class Settings(BaseSettings):
     @property
     def extra_import_modules(self) -> list[str]:
         return [name.strip() for name in self.worker_extra_imports.split(",") if name.strip()]
+
+    @property
+    def cashback_blacklisted_payment_types(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.cashback_payment_type_blacklist.split(",")
+                         if name.strip())
 
 
 @lru_cache(maxsize=1)

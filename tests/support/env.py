@@ -62,6 +62,9 @@ def test_env(slot: int) -> dict[str, str]:
         "STQ_RETRY_MAX_S": "1",
         "CASHBACK_RETRY_MIN_DELAY_S": "0.2",
         "CASHBACK_RETRY_MAX_DELAY_S": "1",
+        "CASHBACK_POLL_INITIAL_S": "0.1",
+        "CASHBACK_POLL_MAX_S": "0.5",
+        "CASHBACK_MISSING_INVOICE_LIMIT": "3",
         "WORKER_EXTRA_IMPORTS": "tests.support.toys",
         "LOG_LEVEL": "INFO",
     }

@@ -1,0 +1,171 @@
+"""The billing balance callback: a wallet's balance changed, so refresh the cache and tell the
+user's devices with a silent push.
+
+The callback only checks its HMAC signature and queues `wallet.balance_changed` (one task per
+wallet and version). The task writes the balance cache in Redis, which never moves backwards:
+a version older than the cached one is ignored, and so is its push. The push goes once per
+accepted version: the cache entry remembers the last version pushed, marked after the push
+was sent (a crash in between repeats the push; a silent push repeated only costs a refresh).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from enum import StrEnum
+from functools import lru_cache
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cashback import currencies, peers
+from clients.push import PushRejected
+from workers import stq
+from workers.db import Tx, transaction
+from workers.errors import TypedError
+from workers.logs import bind
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+BALANCE_QUEUE = "wallet.balance_changed"
+CACHE_PREFIX = "wallet-balance:"
+
+_DECIMAL = r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$"
+
+
+class BadSignature(TypedError):
+    code = "bad_signature"
+    http_status = 401
+
+
+class BalanceChanged(BaseModel):
+    """The callback body, and the kwargs of `wallet.balance_changed`."""
+
+    model_config = ConfigDict(strict=True)
+
+    yandex_uid: str = Field(min_length=1, max_length=64)
+    wallet_id: str = Field(min_length=1, max_length=128)
+    currency: str = Field(min_length=1, max_length=8)
+    balance: str = Field(pattern=_DECIMAL, description="decimal string")
+    version: int = Field(ge=0)
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, currency: str) -> str:
+        currencies.precision(currency)  # UnknownCurrency (400) when it is not
+        return currency
+
+
+def task_id_of(change: BalanceChanged) -> str:
+    return f"{change.wallet_id}/{change.version}"
+
+
+def verify_signature(raw_body: bytes, signature: str | None) -> None:
+    secret = get_settings().billing_callback_secret
+    if not secret:
+        raise BadSignature("the callback secret is not configured; refusing every callback")
+    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+    if not signature or not hmac.compare_digest(expected, signature.strip().lower()):
+        raise BadSignature("X-Signature is not the HMAC-SHA256 of the body")
+
+
+def queue_balance_changed(change: BalanceChanged) -> None:
+    with transaction() as tx:
+        stq.add(tx, BALANCE_QUEUE, task_id_of(change), change.model_dump())
+
+
+# --- the task -----------------------------------------------------------------------------
+
+
+class Applied(StrEnum):
+    NEWER = "newer"  # the cache took this version
+    SAME = "same"  # the cache holds this version already (a repeat)
+    OLDER = "older"  # the cache holds a newer version: ignored
+
+
+# KEYS[1] the wallet's cache entry; ARGV version, balance, currency, yandex_uid.
+_APPLY = """
+local cached = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+local version = tonumber(ARGV[1])
+if version < cached then return 'older' end
+if version == cached then return 'same' end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'balance', ARGV[2], 'currency', ARGV[3],
+           'yandex_uid', ARGV[4])
+return 'newer'
+"""
+
+# KEYS[1] the wallet's cache entry; ARGV version. The pushed mark only moves forward too.
+_MARK_PUSHED = """
+local pushed = tonumber(redis.call('HGET', KEYS[1], 'pushed_version') or '-1')
+if tonumber(ARGV[1]) > pushed then redis.call('HSET', KEYS[1], 'pushed_version', ARGV[1]) end
+return 1
+"""
+
+
+class BalanceCache:
+    """Wallet balances in Redis: `wallet-balance:<wallet_id>` -> hash of version, balance,
+    currency, yandex_uid and the last version pushed."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._apply = client.register_script(_APPLY)
+        self._mark_pushed = client.register_script(_MARK_PUSHED)
+
+    def apply(self, change: BalanceChanged) -> Applied:
+        result = self._apply(keys=[_key(change.wallet_id)],
+                             args=[change.version, change.balance, change.currency,
+                                   change.yandex_uid])
+        return Applied(result.decode() if isinstance(result, bytes) else result)
+
+    def needs_push(self, change: BalanceChanged) -> bool:
+        """True while this version is the cached one and no push for it was recorded."""
+        version, pushed = self._client.hmget(_key(change.wallet_id), "version",
+                                             "pushed_version")
+        return (version is not None and int(version) == change.version
+                and (pushed is None or int(pushed) < change.version))
+
+    def mark_pushed(self, change: BalanceChanged) -> None:
+        self._mark_pushed(keys=[_key(change.wallet_id)], args=[change.version])
+
+    def get(self, wallet_id: str) -> dict[str, str]:
+        entry = self._client.hgetall(_key(wallet_id))
+        return {k.decode(): v.decode() for k, v in entry.items()}
+
+
+def _key(wallet_id: str) -> str:
+    return CACHE_PREFIX + wallet_id
+
+
+def cache() -> BalanceCache:
+    return _cache(os.getpid())
+
+
+@lru_cache(maxsize=1)
+def _cache(pid: int) -> BalanceCache:
+    return BalanceCache(redis.Redis.from_url(get_settings().redis_url))
+
+
+def run(tx: Tx, task: stq.Task, change: BalanceChanged) -> stq.JobResult:
+    with bind(yandex_uid=change.yandex_uid, wallet_id=change.wallet_id,
+              balance_version=change.version):
+        balances = cache()
+        applied = balances.apply(change)
+        if applied is Applied.OLDER:
+            log.info("balance change older than the cached one: ignored")
+            return stq.Finish()
+        if balances.needs_push(change):
+            try:
+                peers.push().send_silent(change.yandex_uid, {
+                    "type": "wallet_balance_changed", "wallet_id": change.wallet_id,
+                    "currency": change.currency, "balance": change.balance,
+                    "version": change.version,
+                })
+            except PushRejected as exc:
+                log.error("silent push refused; not retried", extra={"error": str(exc)})
+            balances.mark_pushed(change)
+        log.info("balance cache updated", extra={"applied": applied.value,
+                                                 "balance": change.balance})
+        return stq.Finish()

@@ -1,0 +1,149 @@
+"""`charge.decide`: what the charge job does next for an order, given the invoice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cashback.charge import (
+    ChargePolicy,
+    ChargeTarget,
+    Done,
+    Fail,
+    Update,
+    Wait,
+    decide,
+    hashed_jitter,
+    on_missing_invoice,
+)
+from clients.transactions import Invoice
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+POLICY = ChargePolicy(max_operations=5, retry_min_delay_s=10, retry_max_delay_s=100,
+                      poll_initial_s=1, poll_max_s=8, missing_invoice_limit=3)
+ORDER = ChargeTarget("o1", 2, {"user": Decimal("100.00"), "service": Decimal("50.00")})
+
+
+def invoice(status: str, *, version: int = 7, rewarded: dict[str, str] | None = None,
+            operations: list[tuple[str, str, datetime]] = (), user_ip: str | None = "::1"
+            ) -> Invoice:
+    body: dict[str, Any] = {
+        "id": "o1", "currency": "RUB", "status": "cleared", "user_ip": user_ip,
+        "cashback": {
+            "status": status, "version": version,
+            "rewarded": [{"source": s, "amount": a} for s, a in (rewarded or {}).items()],
+            "operations": [{"operation_id": op, "status": st, "created": created.isoformat()}
+                           for op, st, created in operations],
+        },
+    }
+    return Invoice.model_validate(body)
+
+
+def test_a_fresh_invoice_gets_the_full_target_under_the_version_id():
+    assert decide(ORDER, invoice("init"), NOW, POLICY) == Update(
+        "o1/v2", 7, {"user": Decimal("100.00"), "service": Decimal("50.00")})
+
+
+def test_a_source_only_the_invoice_has_is_sent_as_zero():
+    decision = decide(ORDER, invoice("success", rewarded={"promo": "5"}), NOW, POLICY)
+
+    assert isinstance(decision, Update)
+    assert decision.reward == {"user": Decimal("100.00"), "service": Decimal("50.00"),
+                               "promo": Decimal(0)}
+
+
+def test_terminal_and_equal_is_done_and_a_missing_source_counts_as_zero():
+    order = ChargeTarget("o1", 3, {"user": Decimal("100"), "service": Decimal(0)})
+
+    assert decide(order, invoice("success", rewarded={"user": "100.00"}), NOW, POLICY) == Done()
+    assert decide(ChargeTarget("o1", 1, {"user": Decimal(0)}), invoice("init"), NOW,
+                  POLICY) == Done()
+
+
+def test_in_progress_waits_longer_with_every_poll_up_to_the_cap():
+    delays = [decide(ORDER, invoice("in-progress"), NOW, POLICY, polls=n).delay_s
+              for n in range(8)]
+
+    assert delays[0] == 1
+    assert delays == sorted(delays)
+    assert delays[-1] == 8
+
+
+def test_a_failed_older_version_is_not_a_retry_of_this_one():
+    failed = invoice("failed", operations=[("o1/v1", "failed", NOW - timedelta(seconds=1))])
+
+    assert decide(ORDER, failed, NOW, POLICY) == Update(
+        "o1/v2", 7, {"user": Decimal("100.00"), "service": Decimal("50.00")})
+
+
+def test_a_failed_operation_is_retried_after_the_backoff_from_its_creation():
+    sent_at = NOW - timedelta(seconds=1)
+    failed = invoice("failed", operations=[("o1/v2", "failed", sent_at)])
+    delay = POLICY.retry_delay(1, "o1/v2/retry/1")
+
+    early = decide(ORDER, failed, NOW, POLICY)
+    due = decide(ORDER, failed, sent_at + timedelta(seconds=delay), POLICY)
+
+    assert early == Wait(pytest.approx(delay - 1))
+    assert isinstance(due, Update) and due.operation_id == "o1/v2/retry/1"
+
+
+def test_the_nth_retry_gets_the_nth_retry_id():
+    ops = [("o1/v2", "failed", NOW - timedelta(hours=3)),
+           ("o1/v2/retry/1", "failed", NOW - timedelta(hours=2)),
+           ("o1/v2/retry/2", "failed", NOW - timedelta(hours=1))]
+
+    decision = decide(ORDER, invoice("failed", operations=ops), NOW, POLICY)
+
+    assert isinstance(decision, Update) and decision.operation_id == "o1/v2/retry/3"
+
+
+def test_retries_stop_when_the_invoice_has_max_operations():
+    ops = [(f"x{n}", "failed", NOW - timedelta(hours=1)) for n in range(4)]
+    ops.append(("o1/v2", "failed", NOW - timedelta(hours=1)))
+
+    decision = decide(ORDER, invoice("failed", operations=ops), NOW, POLICY)
+
+    assert isinstance(decision, Fail) and decision.reason == "retries_exhausted"
+
+
+@pytest.mark.parametrize("retry", range(1, 12))
+def test_the_retry_delay_follows_the_contract(retry):
+    base = min(100, 10 * 2 ** (retry - 1))
+
+    delay = POLICY.retry_delay(retry, f"o1/v2/retry/{retry}")
+
+    assert max(10, base * 0.5) <= delay <= base * 1.5
+    assert delay >= 10
+
+
+def test_the_jitter_is_spread_over_half_to_one_and_a_half_and_stable_per_id():
+    draws = [hashed_jitter(f"order-{n}/v1/retry/1") for n in range(2000)]
+
+    assert all(0.5 <= d < 1.5 for d in draws)
+    assert min(draws) < 0.55 and max(draws) > 1.45
+    assert abs(sum(draws) / len(draws) - 1) < 0.03
+    assert hashed_jitter("a/v1/retry/1") == hashed_jitter("a/v1/retry/1")
+
+
+def test_no_user_ip_fails_instead_of_sending():
+    decision = decide(ORDER, invoice("init", user_ip=None), NOW, POLICY)
+
+    assert isinstance(decision, Fail) and decision.reason == "no_user_ip"
+
+
+def test_an_invoice_that_took_this_version_yet_differs_fails_visibly():
+    took = invoice("success", rewarded={"user": "1"},
+                   operations=[("o1/v2", "done", NOW - timedelta(seconds=5))])
+
+    decision = decide(ORDER, took, NOW, POLICY)
+
+    assert isinstance(decision, Fail) and decision.reason == "target_not_reached"
+
+
+def test_a_missing_invoice_is_awaited_a_bounded_number_of_times():
+    assert [type(on_missing_invoice("o1", n, POLICY)) for n in range(5)] == [
+        Wait, Wait, Wait, Fail, Fail]
