@@ -13,11 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from celgate.api import add_error_handlers, require_token
-from payments.api import router
+from celgate.api import create_app
 from tests.fixtures.sandbox import Sandbox
 from tests.support.waiting import wait_for
 
@@ -26,10 +24,7 @@ CURRENCY = "RUB"
 
 @pytest.fixture
 def api(database: str) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.include_router(router, dependencies=[Depends(require_token)])
-    add_error_handlers(app)
-    with TestClient(app, headers={"Authorization": "Bearer test-token"}) as client:
+    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
         yield client
 
 

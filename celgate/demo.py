@@ -1,0 +1,348 @@
+"""`make demo`: the whole system on one machine, end to end, with progress output.
+
+Starts the sandbox peers, a worker, beat and the HTTP API as separate processes (exactly the
+production commands), then drives them only through the public HTTP API and the sandboxes'
+control routes: a registered payment, a hold with a partial capture, a hold that is cancelled,
+and an order's cashback charged through transactions. Process logs go to `.demo/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEMO_ENV = {
+    "API_TOKEN": "demo-token",
+    "BILLING_CALLBACK_SECRET": "demo-secret",
+    "LOG_LEVEL": "INFO",
+}
+for _key, _value in DEMO_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+from celgate.processes import ROOT, ManagedProcess, beat, worker  # noqa: E402
+from workers.settings import get_settings  # noqa: E402
+
+LOGS = ROOT / ".demo"
+CURRENCY = "RUB"
+LIMIT_ID = "demo-shop-turnover"
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def step(text: str) -> None:
+    say(f"\n== {text}")
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def start_processes() -> list[ManagedProcess]:
+    LOGS.mkdir(exist_ok=True)
+    settings = get_settings()
+    env = os.environ.copy()
+    processes = [
+        ManagedProcess([sys.executable, "-m", "clients.sandbox"], LOGS / "sandbox.log",
+                       b"sandbox peers ready", env),
+        worker(LOGS / "worker.log", concurrency=2, name="demo", env=env),
+        beat(LOGS / "beat.log", LOGS, env=env),
+        ManagedProcess([sys.executable, "-m", "celgate.api"], LOGS / "api.log",
+                       b"Uvicorn running on", env),
+    ]
+    started: list[ManagedProcess] = []
+    try:
+        for process in processes:
+            process.start()
+            started.append(process)
+            say(f"   started {' '.join(process.command[1:4])}  (log: .demo/{process.log_path.name})")
+    except RuntimeError:
+        stop_processes(started)
+        raise
+    say(f"   API on http://{settings.api_host}:{settings.api_port}, "
+        f"sandbox peers on 127.0.0.1:8022-8027")
+    return started
+
+
+def stop_processes(processes: list[ManagedProcess]) -> None:
+    for process in reversed(processes):
+        process.stop()
+
+
+# --- talking to the API and the sandboxes -------------------------------------------------
+
+
+class Api:
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.base = f"http://{settings.api_host}:{settings.api_port}"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {settings.api_token}"
+
+    def post(self, path: str, body: dict[str, Any], *, expect: tuple[int, ...] = (200, 202)
+             ) -> dict[str, Any]:
+        response = self.session.post(self.base + path, json=body, timeout=10)
+        if response.status_code not in expect:
+            raise DemoFailed(f"POST {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.session.get(self.base + path, timeout=10)
+        if response.status_code != 200:
+            raise DemoFailed(f"GET {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+
+def control(peer_url: str, path: str, body: Any = None, method: str = "POST") -> Any:
+    response = requests.request(method, f"{peer_url}/_sandbox/{path}", json=body, timeout=10)
+    if response.status_code >= 400:
+        raise DemoFailed(f"sandbox {peer_url}/_sandbox/{path}: {response.text}")
+    return response.json()
+
+
+def wait_for(what: str, read: Callable[[], dict[str, Any]], done: Callable[[dict], bool],
+             show: Callable[[dict], str], timeout_s: float = 60) -> dict[str, Any]:
+    """Poll until `done`, printing every new value of `show` as it changes."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        value = read()
+        shown = show(value)
+        if shown != last:
+            say(f"   {what}: {shown}")
+            last = shown
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"{what} did not finish in {timeout_s}s: {json.dumps(value)}")
+        time.sleep(0.1)
+
+
+# --- payments -----------------------------------------------------------------------------
+
+
+def seed_accounts() -> dict[str, int]:
+    accounter = get_settings().accounter_url
+    limiter = get_settings().limiter_url
+    names = ("merchant.settlement", "provider.settlement", "system.settlement")
+    accounts = {name: control(accounter, "accounts", {"currency": CURRENCY,
+                                                       "description": name})["id"]
+                for name in names}
+    control(limiter, "limits", {"id": LIMIT_ID, "currency": CURRENCY,
+                                "upper_boundary": 100_000_000})
+    say("   accounts " + ", ".join(f"{k}={v}" for k, v in accounts.items())
+        + f"; turnover limit {LIMIT_ID}")
+    return accounts
+
+
+def payment_body(accounts: dict[str, int], amount: int) -> dict[str, Any]:
+    def account(kind: str) -> dict[str, Any]:
+        return {"account_id": accounts[kind], "type": kind}
+
+    def share(p: int, q: int) -> dict[str, Any]:
+        return {"share": {"p": p, "q": q, "rounding": "round_half_towards_zero"}}
+
+    return {
+        "invoice_id": f"inv-{uuid.uuid4().hex[:10]}",
+        "payment_id": "1",
+        "party_id": "demo-party",
+        "shop_id": "demo-shop",
+        "cost": {"amount": amount, "currency": CURRENCY},
+        "route": {"provider_id": 1, "terminal_id": 1},
+        "cash_flow": [
+            {"source": account("provider.settlement"),
+             "destination": account("merchant.settlement"),
+             "volume": share(1, 1), "details": "payment amount"},
+            {"source": account("merchant.settlement"),
+             "destination": account("system.settlement"),
+             "volume": share(3, 100), "details": "fee"},
+            {"source": account("system.settlement"),
+             "destination": account("provider.settlement"),
+             "volume": share(2, 100), "details": "provider fee"},
+        ],
+        "turnover_limits": [{"id": LIMIT_ID}],
+    }
+
+
+def payment_path(body: dict[str, Any]) -> str:
+    return f"/v1/payments/{body['invoice_id']}/{body['payment_id']}"
+
+
+def show_payment(state: dict[str, Any]) -> str:
+    text = f"{state['status']} / {state['activity']}"
+    if state.get("captured_cost"):
+        text += f", captured {state['captured_cost']['amount']} {CURRENCY}"
+    if state.get("machine_status") == "failed":
+        text += f", machine failed: {state.get('error')}"
+    return text
+
+
+def wait_payment(api: Api, body: dict[str, Any], status: str) -> dict[str, Any]:
+    def done(state: dict[str, Any]) -> bool:
+        if state.get("machine_status") == "failed":
+            raise DemoFailed(f"payment failed: {state.get('error')}")
+        return state["status"] == status and state["activity"] == "idle"
+
+    return wait_for(f"payment {body['invoice_id']}", lambda: api.get(payment_path(body)),
+                    done, show_payment)
+
+
+def show_balances(accounts: dict[str, int]) -> None:
+    state = requests.get(f"{get_settings().accounter_url}/_sandbox/state", timeout=10).json()
+    for name, account_id in accounts.items():
+        account = state["accounts"][str(account_id)]
+        say(f"   balance {name:<20} own {account['own_amount']:>9}  min available "
+            f"{account['min_available_amount']:>9}  max available "
+            f"{account['max_available_amount']:>9}")
+
+
+def show_plan(invoice_id: str) -> None:
+    state = requests.get(f"{get_settings().accounter_url}/_sandbox/state", timeout=10).json()
+    for plan_id, plan in state["plans"].items():
+        if plan_id.startswith(invoice_id):
+            batches = ", ".join(f"batch {b['id']} ({len(b['postings'])} postings)"
+                                for b in plan["batches"])
+            say(f"   plan {plan_id} {plan['state']}: {batches}")
+
+
+def run_payments(api: Api) -> None:
+    step("Sandbox accounts and turnover limit")
+    accounts = seed_accounts()
+
+    step("Registered payment of 1000.00 RUB -> processing_capture ... captured")
+    registered = payment_body(accounts, 100_000)
+    api.post("/v1/payments/register", registered)
+    wait_payment(api, registered, "captured")
+    show_plan(registered["invoice_id"])
+    show_balances(accounts)
+
+    step("Hold payment of 500.00 RUB, then a partial capture of 60 %")
+    held = payment_body(accounts, 50_000)
+    held["flow"] = {"on_hold_expiration": "cancel",
+                    "held_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    api.post("/v1/payments", held)
+    wait_for(f"payment {held['invoice_id']}", lambda: api.get(payment_path(held)),
+             lambda s: s["activity"] == "flow_waiting", show_payment)
+    api.post(payment_path(held) + "/capture",
+             {"reason": "partial shipment", "cost": {"amount": 30_000, "currency": CURRENCY}})
+    wait_payment(api, held, "captured")
+    show_plan(held["invoice_id"])
+    show_balances(accounts)
+
+    step("Hold payment of 200.00 RUB, then cancel: limits and plan rolled back")
+    cancelled = payment_body(accounts, 20_000)
+    cancelled["flow"] = {"on_hold_expiration": "capture",
+                         "held_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    api.post("/v1/payments", cancelled)
+    wait_for(f"payment {cancelled['invoice_id']}", lambda: api.get(payment_path(cancelled)),
+             lambda s: s["activity"] == "flow_waiting", show_payment)
+    api.post(payment_path(cancelled) + "/cancel", {"reason": "customer changed mind"})
+    wait_payment(api, cancelled, "cancelled")
+    show_plan(cancelled["invoice_id"])
+    show_balances(accounts)
+
+    events = api.get(payment_path(held) + "/events")
+    say(f"\n   the partial capture's history ({len(events)} events):")
+    for event in events:
+        say(f"     {event['id']:>2} {event['change']['type']}")
+
+
+# --- cashback -----------------------------------------------------------------------------
+
+
+def run_cashback(api: Api) -> None:
+    settings = get_settings()
+    order_id = f"order-{uuid.uuid4().hex[:10]}"
+    yandex_uid = "demo-user"
+    step(f"Cashback for {order_id}: an invoice in the sandbox transactions service")
+    control(settings.transactions_url, "invoices", {
+        "id": order_id, "currency": CURRENCY, "user_ip": "127.0.0.1", "yandex_uid": yandex_uid,
+    })
+    view_path = f"/v1/cashback/taxi/{order_id}"
+
+    def show(view: dict[str, Any]) -> str:
+        values = ", ".join(f"{s['source']}={s['value']}" for s in view["cashback_by_source"])
+        return f"v{view['version']} {values}: {view['charge_status']}"
+
+    def charged(view: dict[str, Any]) -> bool:
+        if view["charge_status"] == "failed":
+            raise DemoFailed(f"cashback failed: {view.get('error')}")
+        return view["charge_status"] == "charged"
+
+    step("register 100 user + 50 service -> one update with the target -> charged")
+    answer = api.post("/v1/cashback/register", {
+        "order_id": order_id, "service": "taxi", "currency": CURRENCY, "yandex_uid": yandex_uid,
+        "cashback_by_source": [{"source": "user", "value": "100"},
+                               {"source": "service", "value": "50"}],
+    })
+    say(f"   register answered {answer}")
+    wait_for(f"order {order_id}", lambda: api.get(view_path), charged, show)
+
+    step("register user 40 -> the update carries the target (user 40, service 50), not a delta")
+    api.post("/v1/cashback/register", {
+        "order_id": order_id, "service": "taxi", "currency": CURRENCY, "yandex_uid": yandex_uid,
+        "cashback_by_source": [{"source": "user", "value": "40"}],
+    })
+    wait_for(f"order {order_id}", lambda: api.get(view_path), charged, show)
+    invoice = control(settings.transactions_url, "state", method="GET")["invoices"][order_id]
+    for operation in invoice["cashback"]["operations"]:
+        reward = ", ".join(f"{r['source']}={r['amount']}" for r in operation["reward"])
+        say(f"   transactions operation {operation['operation_id']}: {reward} "
+            f"({operation['status']})")
+
+    step("billing balance callback (HMAC-signed) -> balance cache + silent push")
+    body = json.dumps({"yandex_uid": yandex_uid, "wallet_id": "w-demo", "currency": CURRENCY,
+                       "balance": "140", "version": 1}).encode()
+    signature = hmac.new(settings.billing_callback_secret.encode(), body, hashlib.sha256)
+    response = requests.post(f"{api.base}/v1/wallet/balance-callback", data=body, timeout=10,
+                             headers={"X-Signature": signature.hexdigest(),
+                                      "Content-Type": "application/json"})
+    say(f"   callback answered {response.status_code}")
+    wait_for("silent pushes", lambda: control(settings.push_url, "state", method="GET"),
+             lambda s: len(s["pushes"]) >= 1, lambda s: f"{len(s['pushes'])} sent")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="celgate-demo", description=__doc__)
+    parser.add_argument("--keep-running", action="store_true",
+                        help="leave the processes running after the walk-through (Ctrl-C stops)")
+    args = parser.parse_args(argv)
+
+    step("Starting sandbox peers, a worker, beat and the API")
+    processes = start_processes()
+    try:
+        api = Api()
+        run_payments(api)
+        run_cashback(api)
+        step("Done: every payment and the order reached its final state")
+        if args.keep_running:
+            say("   processes keep running; Ctrl-C stops them")
+            while True:
+                time.sleep(3600)
+    except DemoFailed as failure:
+        say(f"\nDEMO FAILED: {failure}\n(process logs are in .demo/)")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_processes(processes)
+
+
+if __name__ == "__main__":
+    main()
