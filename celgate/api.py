@@ -9,9 +9,10 @@ import hmac
 import logging
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -56,6 +57,11 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     secured = [Depends(require_token)]
+
+    @app.get("/metrics", include_in_schema=False, dependencies=secured)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(payments_router, dependencies=secured)
     app.include_router(cashback_router, dependencies=secured)
     # The billing callback authenticates by its HMAC signature instead of the bearer token.
