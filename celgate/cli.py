@@ -44,9 +44,10 @@ def show(args: argparse.Namespace) -> None:
 
 
 def repair(args: argparse.Namespace) -> None:
-    from workers import machines
+    from workers import app, machines
 
-    machines.repair(args.namespace, args.machine_id)
+    app.loader.import_default_modules()  # the task modules define the namespaces
+    machines.repair(machines.registered(args.namespace), args.machine_id)
     print(f"repaired {args.namespace}/{args.machine_id}")
 
 

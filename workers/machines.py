@@ -494,8 +494,20 @@ class TimeoutMessage(BaseModel):
     token: str
 
 
+_registered: dict[str, Namespace] = {}
+
+
+def registered(name: str) -> Namespace:
+    """A namespace whose timeout task this process defined (for operator commands)."""
+    try:
+        return _registered[name]
+    except KeyError:
+        raise MachineNotFound(f"no machine namespace {name!r}") from None
+
+
 def register_timeout_task(ns: Namespace):
     """Define the Celery task that runs this namespace's timers (its steps)."""
+    _registered[ns.name] = ns
 
     @app.task(name=ns.task_name, base=TypedTask)
     def machine_timeout(**kwargs: Any) -> str:
