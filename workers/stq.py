@@ -8,6 +8,7 @@ is the Celery task name that executes it, so the sweeper needs no registry to pu
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,8 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Row
 
 from pydantic import BaseModel
@@ -65,37 +65,20 @@ def now() -> datetime:
 
 def add(tx: Tx, queue: str, task_id: str, kwargs: dict[str, Any], *, delay_s: float = 0) -> None:
     """Queue (or re-queue) a task inside the caller's transaction; the message follows commit."""
-    eta = now() + timedelta(seconds=delay_s)
+    current = now()
+    eta = current + timedelta(seconds=delay_s)
     token = uuid.uuid4().hex
     near = timers.is_near(eta)
-    values = {
-        "queue": queue,
-        "task_id": task_id,
-        "kwargs": kwargs,
-        "eta": eta,
-        "token": token,
-        "sent_at": now() if near else None,
-    }
-    statement = pg_insert(stq_tasks).values(**values)
-    tx.conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[stq_tasks.c.queue, stq_tasks.c.task_id],
-            set_={
-                "kwargs": statement.excluded.kwargs,
-                "eta": statement.excluded.eta,
-                "token": statement.excluded.token,
-                "sent_at": statement.excluded.sent_at,
-                "updated_at": now(),
-            },
-        )
-    )
+    tx.conn.execute(_ADD, {"queue": queue, "task_id": task_id, "kwargs": json.dumps(kwargs),
+                           "eta": eta, "token": token, "sent_at": current if near else None,
+                           "now": current})
     if near:
         tx.after_commit(lambda: _publish(queue, kwargs, token, eta))
 
 
 def pending(queue: str, task_id: str) -> Task | None:
     with transaction() as tx:
-        row = tx.conn.execute(_select(queue, task_id)).first()
+        row = tx.conn.execute(_READ, {"queue": queue, "task_id": task_id}).first()
         return _task(row) if row else None
 
 
@@ -110,9 +93,9 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
             add(tx, queue, task_id, kwargs)
         return "queued"
     with bind(stq_queue=queue, task_id=task_id), transaction() as tx:
-        row = tx.conn.execute(_select(queue, task_id).with_for_update(skip_locked=True)).first()
+        row = tx.conn.execute(_TRY_LOCK, {"queue": queue, "task_id": task_id}).first()
         if row is None:
-            if tx.conn.execute(_select(queue, task_id)).first() is None:
+            if tx.conn.execute(_READ, {"queue": queue, "task_id": task_id}).first() is None:
                 return "stale"  # finished already
             delay = timers.busy_delay()
             tx.after_commit(lambda: _publish(queue, kwargs, token, now(), countdown=delay))
@@ -127,7 +110,7 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
             _retry_later(tx, row, exc)
             return "failed_attempt"
         if isinstance(result, Finish):
-            tx.conn.execute(delete(stq_tasks).where(*_key(queue, task_id)))
+            tx.conn.execute(_DELETE, {"queue": queue, "task_id": task_id})
             return "finished"
         _reschedule(tx, row, result.delay_s, reschedule=True)
         return "rescheduled"
@@ -172,12 +155,22 @@ def sweep_due(limit: int) -> int:
 # --- internals ----------------------------------------------------------------------------
 
 
+# Constant statements: the hot path compiles nothing per call.
+_ADD = text("""
+    INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token, sent_at)
+    VALUES (:queue, :task_id, CAST(:kwargs AS jsonb), :eta, :token, :sent_at)
+    ON CONFLICT (queue, task_id) DO UPDATE SET
+        kwargs = excluded.kwargs, eta = excluded.eta, token = excluded.token,
+        sent_at = excluded.sent_at, updated_at = :now
+""")
+_READ = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id")
+_TRY_LOCK = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id "
+                 "FOR UPDATE SKIP LOCKED")
+_DELETE = text("DELETE FROM stq_tasks WHERE queue = :queue AND task_id = :task_id")
+
+
 def _key(queue: str, task_id: str) -> tuple:
     return (stq_tasks.c.queue == queue, stq_tasks.c.task_id == task_id)
-
-
-def _select(queue: str, task_id: str):
-    return select(stq_tasks).where(*_key(queue, task_id))
 
 
 def _task(row: Row) -> Task:
