@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PSQL_URL ?= postgresql://postgres@127.0.0.1:5432
 
 .PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api lint clean
@@ -19,9 +18,7 @@ services:
 	@scripts/ensure-services
 
 migrate: install services
-	@psql "$(PSQL_URL)/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='celgate'" | grep -q 1 \
-		|| psql "$(PSQL_URL)/postgres" -qc 'CREATE DATABASE celgate'
-	$(BIN)/celgate migrate
+	$(BIN)/celgate migrate --create
 
 ## The test command (README): unit, integration and fault tests against real services.
 test: install services

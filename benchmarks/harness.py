@@ -53,19 +53,11 @@ def fresh_database() -> None:
     """Drop, create and migrate the benchmark database; flush its Redis databases."""
     one_benchmark_at_a_time()
     import redis
-    from sqlalchemy import create_engine, text
 
     from workers.settings import get_settings
 
-    url = get_settings().database_url
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    subprocess.run([sys.executable, "-m", "celgate.cli", "migrate"], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "celgate.cli", "migrate", "--fresh"], cwd=ROOT,
+                   check=True, capture_output=True)
     redis.Redis.from_url(get_settings().broker_url).flushdb()
     redis.Redis.from_url(get_settings().redis_url).flushdb()
 

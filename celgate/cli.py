@@ -11,12 +11,34 @@ import workers
 from workers.errors import TypedError
 
 
-def migrate(_: argparse.Namespace) -> None:
+def migrate(args: argparse.Namespace) -> None:
     from alembic import command
     from alembic.config import Config
 
+    if args.create or args.fresh:
+        create_database(drop=args.fresh)
     config = Config(str(Path(workers.__file__).parent / "migrations" / "alembic.ini"))
     command.upgrade(config, "head")
+
+
+def create_database(*, drop: bool) -> None:
+    """Create the configured database if it is missing; with `drop`, start from an empty one."""
+    from sqlalchemy import create_engine, text
+
+    from workers.settings import get_settings
+
+    server, name = get_settings().database_url.rsplit("/", 1)
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if drop:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                  {"name": name}).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
 
 
 def sweep(_: argparse.Namespace) -> None:
@@ -54,7 +76,12 @@ def repair(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="celgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply Alembic migrations").set_defaults(run=migrate)
+    migrate_parser = commands.add_parser("migrate", help="apply Alembic migrations")
+    migrate_parser.add_argument("--create", action="store_true",
+                                help="create the database first if it does not exist")
+    migrate_parser.add_argument("--fresh", action="store_true",
+                                help="drop and recreate the database first (tests, benchmarks)")
+    migrate_parser.set_defaults(run=migrate)
     commands.add_parser("sweep", help="publish overdue timers and STQ tasks once").set_defaults(
         run=sweep)
     show_parser = commands.add_parser("show", help="print a machine and its events")

@@ -13,7 +13,6 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from celgate.processes import ROOT, ManagedProcess, worker as worker_process  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
@@ -25,17 +24,8 @@ pytest_plugins = ["tests.fixtures.sandbox"]
 def database() -> str:
     """A freshly migrated test database."""
     url = get_settings().database_url
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", "workers/migrations/alembic.ini", "upgrade",
-         "head"],
-        cwd=ROOT, check=True, capture_output=True,
-    )
+    subprocess.run([sys.executable, "-m", "celgate.cli", "migrate", "--fresh"], cwd=ROOT,
+                   check=True, capture_output=True)
     return url
 
 
