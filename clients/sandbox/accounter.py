@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -28,6 +27,7 @@ from clients.sandbox.woody_server import (
     WOODY_FAULTS,
     BadControlRequest,
     CallLog,
+    WoodyApp,
     control_error,
     create_woody_app,
     parse_control_body,
@@ -355,7 +355,7 @@ class NewAccount(BaseModel):
     id: StrictInt | None = None
 
 
-def create_app(state: AccounterState | None = None, faults: Faults | None = None) -> Starlette:
+def create_app(state: AccounterState | None = None, faults: Faults | None = None) -> WoodyApp:
     """The Accounter double: Thrift at "/", control under `/_sandbox/`."""
     state = state or AccounterState()
     faults = faults or Faults(WOODY_FAULTS)

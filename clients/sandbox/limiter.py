@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -28,6 +27,7 @@ from clients.sandbox.woody_server import (
     WOODY_FAULTS,
     BadControlRequest,
     CallLog,
+    WoodyApp,
     control_error,
     create_woody_app,
     parse_control_body,
@@ -249,7 +249,7 @@ class LimitConfig(BaseModel):
     description: StrictStr | None = None
 
 
-def create_app(state: LimiterState | None = None, faults: Faults | None = None) -> Starlette:
+def create_app(state: LimiterState | None = None, faults: Faults | None = None) -> WoodyApp:
     """The Limiter double: Thrift at "/", control under `/_sandbox/`.
 
     The single-change methods (Hold, Commit, Rollback) are not served: current hellgate no

@@ -30,8 +30,10 @@ class _Server(uvicorn.Server):
 
 
 def _server(app: ASGIApp, host: str, port: int) -> _Server:
+    # No proxy sits in front of a sandbox peer: skip rewriting client addresses per request.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S)
+                            access_log=False, proxy_headers=False,
+                            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S)
     return _Server(config)
 
 

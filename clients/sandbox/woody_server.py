@@ -14,15 +14,17 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
 from clients.sandbox.faults import Faults, fault_routes
@@ -55,8 +57,6 @@ _ERROR_FAULTS: dict[str, tuple[int, str]] = {
 # "timeout": sleep, then 504 without running the call; "timeout_after": run the call, then
 # sleep before answering, so the caller gives up although the effect happened.
 WOODY_FAULTS = frozenset({*_ERROR_FAULTS, "timeout", "timeout_after"})
-
-_ALL_HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 Handler = Callable[..., Any]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -96,58 +96,76 @@ def _error_response(status: int, error_class: str, reason: str,
     })
 
 
+# Checked on every call the double receives, so what a struct class declares is looked up once.
+_NESTED = frozenset({TType.STRUCT, TType.LIST, TType.SET, TType.MAP})
+
+
+@cache
 def _is_union(cls: type) -> bool:
     module = sys.modules.get(cls.__module__)
     return cls in getattr(module, "__thrift_meta__", {}).get("unions", ())
 
 
+@cache
+def _fields(cls: type) -> tuple[tuple[str, bool, int, Any], ...]:
+    """(name, required, type, container spec or None) of every field `cls` declares."""
+    return tuple((spec[1], spec[-1], spec[0], spec[2] if len(spec) == 4 else None)
+                 for spec in cls.thrift_spec.values())
+
+
+def _split(spec: Any) -> tuple[int, Any]:
+    return spec if isinstance(spec, tuple) else (spec, None)
+
+
 def missing_required(payload: Any, path: str) -> list[str]:
     """Paths of required fields left unset anywhere inside `payload` (and unions not set once)."""
     missing: list[str] = []
+    _collect_missing(payload, path, missing)
+    return missing
+
+
+def _collect_missing(payload: Any, path: str, missing: list[str]) -> None:
     set_fields = 0
-    for spec in payload.thrift_spec.values():
-        ttype, name, required = spec[0], spec[1], spec[-1]
+    for name, required, ttype, spec in _fields(type(payload)):
         value = getattr(payload, name, None)
         if value is None:
             if required:
                 missing.append(f"{path}.{name}")
             continue
         set_fields += 1
-        missing += _missing_in_value(ttype, spec[2] if len(spec) == 4 else None, value,
-                                     f"{path}.{name}")
-    if _is_union(type(payload)) and set_fields != 1:
+        if ttype in _NESTED:
+            _collect_in_value(ttype, spec, value, f"{path}.{name}", missing)
+    if set_fields != 1 and _is_union(type(payload)):
         missing.append(f"{path} (a union needs exactly one field, has {set_fields})")
-    return missing
 
 
-def _missing_in_value(ttype: int, spec: Any, value: Any, path: str) -> list[str]:
+def _collect_in_value(ttype: int, spec: Any, value: Any, path: str, missing: list[str]) -> None:
     if ttype == TType.STRUCT:
-        return missing_required(value, path)
-    if ttype in (TType.LIST, TType.SET):
-        item_type, item_spec = spec if isinstance(spec, tuple) else (spec, None)
-        return [m for i, item in enumerate(value)
-                for m in _missing_in_value(item_type, item_spec, item, f"{path}[{i}]")]
-    if ttype == TType.MAP:
-        key_type, key_spec = spec[0] if isinstance(spec[0], tuple) else (spec[0], None)
-        val_type, val_spec = spec[1] if isinstance(spec[1], tuple) else (spec[1], None)
-        found: list[str] = []
+        _collect_missing(value, path, missing)
+    elif ttype in (TType.LIST, TType.SET):
+        item_type, item_spec = _split(spec)
+        if item_type in _NESTED:
+            for i, item in enumerate(value):
+                _collect_in_value(item_type, item_spec, item, f"{path}[{i}]", missing)
+    elif ttype == TType.MAP:
+        (key_type, key_spec), (val_type, val_spec) = _split(spec[0]), _split(spec[1])
         for key, item in value.items():
-            found += _missing_in_value(key_type, key_spec, key, f"{path}.<key>")
-            found += _missing_in_value(val_type, val_spec, item, f"{path}[{key!r}]")
-        return found
-    return []
+            if key_type in _NESTED:
+                _collect_in_value(key_type, key_spec, key, f"{path}.<key>", missing)
+            if val_type in _NESTED:
+                _collect_in_value(val_type, val_spec, item, f"{path}[{key!r}]", missing)
 
 
-def _check_transport(request: Request) -> None:
-    if request.method != "POST":
+def _check_transport(method: str, headers: Mapping[str, str]) -> None:
+    if method != "POST":
         raise _Rejected(405, "method not allowed", headers={"allow": "POST"})
-    if request.headers.get("content-type") != THRIFT_CONTENT_TYPE:
+    if headers.get("content-type") != THRIFT_CONTENT_TYPE:
         raise _Rejected(415, "unsupported content type")
-    accept = request.headers.get("accept")
+    accept = headers.get("accept")
     if accept is not None and accept != THRIFT_CONTENT_TYPE:
         raise _Rejected(406, "not acceptable")
     try:
-        context = WoodyContext.from_headers(request.headers)
+        context = WoodyContext.from_headers(headers)
     except ValueError as exc:
         raise _Rejected(400, str(exc)) from exc
     if context.deadline is not None and context.deadline <= datetime.now(UTC):
@@ -198,14 +216,21 @@ def _reply(service: Any, method: str, seqid: int, handler: Handler, args: Any) -
     return Response(body, status_code=200, media_type=THRIFT_CONTENT_TYPE, headers=headers)
 
 
-def woody_route(service: Any, handlers: Mapping[str, Handler], faults: Faults,
-                calls: CallLog, path: str = "/") -> Route:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def woody_endpoint(service: Any, handlers: Mapping[str, Handler], faults: Faults,
+                   calls: CallLog) -> Endpoint:
     """The Thrift endpoint; `handlers` maps Thrift method names to callables taking the
-    method's arguments by name and raising declared Thrift exceptions as business errors."""
+    method's arguments by name and raising declared Thrift exceptions as business errors.
+    Every HTTP method reaches it: it answers all but POST with a woody 405."""
 
     async def endpoint(request: Request) -> Response:
+        # ASGI header names are lower case already; one dict serves every lookup below.
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in request.scope["headers"]}
         try:
-            _check_transport(request)
+            _check_transport(request.method, headers)
             method, seqid, args = _decode_call(service, await request.body())
         except _Rejected as rejected:
             return rejected.response
@@ -227,15 +252,39 @@ def woody_route(service: Any, handlers: Mapping[str, Handler], faults: Faults,
             await asyncio.sleep(faults.timeout_s())
         return response
 
-    # Every method reaches the endpoint, which answers all but POST with a woody 405.
-    return Route(path, endpoint, methods=_ALL_HTTP_METHODS)
+    return endpoint
+
+
+class WoodyApp:
+    """A peer app: the Thrift endpoint at "/", anything else (the control API) to `control`.
+
+    Every peer call of a test or benchmark goes to the endpoint, so it is called directly,
+    without Starlette's routing and middleware around it.
+    """
+
+    def __init__(self, endpoint: Endpoint, control: ASGIApp) -> None:
+        self._endpoint = endpoint
+        self._control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _route_path(scope) == "/":
+            response = await self._endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self._control(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's mount point (the scope's path includes its root path)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return (path[len(root):] if root and path.startswith(root) else path) or "/"
 
 
 def create_woody_app(service: Any, handlers: Mapping[str, Handler], faults: Faults,
-                     calls: CallLog, routes: Sequence[BaseRoute] = ()) -> Starlette:
+                     calls: CallLog, routes: Sequence[BaseRoute] = ()) -> WoodyApp:
     """A peer app: the Thrift endpoint at "/", fault control at `/_sandbox/faults`, `routes`."""
-    return Starlette(routes=[woody_route(service, handlers, faults, calls),
-                             *fault_routes(faults), *routes])
+    return WoodyApp(woody_endpoint(service, handlers, faults, calls),
+                    Starlette(routes=[*fault_routes(faults), *routes]))
 
 
 # --- control API helpers shared by the woody peers ------------------------------------------
