@@ -16,33 +16,35 @@ router = APIRouter(prefix="/v1/payments", tags=["payments"])
 _ONE = "/{invoice_id}/{payment_id}"
 
 
-def _started(result: commands.Started, response: Response) -> PaymentView:
+def _started(created: bool, body: RegisterBody, response: Response) -> PaymentView:
     # 202: accepted, the machine goes on by itself; 200: the same command again, no change.
-    response.status_code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
-    return result.payment
+    response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    return commands.get(body.invoice_id, body.payment_id)
 
 
 @router.post("/register", response_model=PaymentView, status_code=202)
 def register(body: RegisterBody, response: Response) -> PaymentView:
     """A payment the provider already processed: it is captured without a command."""
-    return _started(commands.register(body), response)
+    return _started(commands.register(body), body, response)
 
 
 @router.post("", response_model=PaymentView, status_code=202)
 def start_hold(body: HoldBody, response: Response) -> PaymentView:
     """A held payment: limits and cash flow are held, then it waits for capture or cancel."""
-    return _started(commands.start_hold(body), response)
+    return _started(commands.start_hold(body), body, response)
 
 
 @router.post(_ONE + "/capture", response_model=PaymentView, status_code=202)
 def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> PaymentView:
     """Capture a held payment, in full or (with a lower `cost`) partially."""
-    return commands.capture(invoice_id, payment_id, body)
+    commands.capture(invoice_id, payment_id, body)
+    return commands.get(invoice_id, payment_id)
 
 
 @router.post(_ONE + "/cancel", response_model=PaymentView, status_code=202)
 def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> PaymentView:
-    return commands.cancel(invoice_id, payment_id, body)
+    commands.cancel(invoice_id, payment_id, body)
+    return commands.get(invoice_id, payment_id)
 
 
 @router.get(_ONE, response_model=PaymentView)

@@ -9,7 +9,6 @@ ids: the same body again changes nothing, a different body for the same ids is a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from payments.errors import PaymentConflict, PaymentNotFound
 from payments.model import check_id
@@ -23,28 +22,31 @@ from workers.machines import Machine, MachineAlreadyExists, MachineNotFound
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Started:
-    payment: PaymentView
-    created: bool  # False: the same command was seen before and changed nothing
+def register(body: RegisterBody) -> bool:
+    """A payment the provider already processed: it goes on to capture by itself.
 
-
-def register(body: RegisterBody) -> Started:
-    """A payment the provider already processed: it goes on to capture by itself."""
+    True when this command created it; False when the same command was seen before and
+    changed nothing.
+    """
     return _start(body)
 
 
-def start_hold(body: HoldBody) -> Started:
-    """A held payment: its limits and cash flow get held, then it waits for capture or cancel."""
+def start_hold(body: HoldBody) -> bool:
+    """A held payment: its limits and cash flow get held, then it waits for capture or cancel.
+
+    True when this command created it; False for a repeat of the same command.
+    """
     return _start(body)
 
 
-def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> PaymentView:
+def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> str:
+    """Start capturing the payment; the activity it moved to."""
     body.to_domain()  # the values are checked before the machine is locked
     return _call(invoice_id, payment_id, {"capture": body.model_dump(mode="json")})
 
 
-def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> PaymentView:
+def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> str:
+    """Start cancelling the payment; the activity it moved to."""
     return _call(invoice_id, payment_id, {"cancel": body.model_dump(mode="json")})
 
 
@@ -67,32 +69,31 @@ def events(invoice_id: str, payment_id: str) -> list[EventView]:
     return event_views(_machine(invoice_id, payment_id))
 
 
-def _start(body: RegisterBody) -> Started:
+def _start(body: RegisterBody) -> bool:
+    # The caller reads the payment afterwards only if it shows it (the API does, a task
+    # does not), so no view is built here.
     request = body.to_domain()
     key = machine_id(request.invoice_id, request.payment_id)
     with bind(invoice_id=request.invoice_id, payment_id=request.payment_id):
         try:
             machines.start(NAMESPACE, key, body.model_dump(mode="json"))
-            created = True
+            return True
         except MachineAlreadyExists:
-            created = False
-        machine = machines.get(NAME, key)
-        if not created:
-            if state_of(machine).request() != request:
-                raise PaymentConflict(f"payment {request.invoice_id}/{request.payment_id} "
-                                      "exists with a different body")
-            log.info("repeated payment command, nothing changed")
-        return Started(payment_view(machine), created)
+            pass
+        if state_of(machines.get(NAME, key)).request() != request:
+            raise PaymentConflict(f"payment {request.invoice_id}/{request.payment_id} "
+                                  "exists with a different body")
+        log.info("repeated payment command, nothing changed")
+        return False
 
 
-def _call(invoice_id: str, payment_id: str, args: dict) -> PaymentView:
+def _call(invoice_id: str, payment_id: str, args: dict) -> str:
     key = _machine_id(invoice_id, payment_id)
     with bind(invoice_id=invoice_id, payment_id=payment_id):
         try:
-            machines.call(NAMESPACE, key, args)
+            return machines.call(NAMESPACE, key, args)
         except MachineNotFound:
             raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
-    return get(invoice_id, payment_id)
 
 
 def _machine(invoice_id: str, payment_id: str) -> Machine:

@@ -1,7 +1,8 @@
 """The processor of the `payments` machine namespace: signals in, changes and timers out.
 
 - `Init(args)`: args are the register or hold body; the payment's first changes.
-- `Call(args)`: a capture or cancel command, decided against the current state under the lock.
+- `Call(args)`: a capture or cancel command, decided against the current state under the lock;
+  the response is the activity the payment moves to.
 - `Timeout()`: the step of the current activity (`steps.STEPS`).
 
 A failed timeout step is retried on a timer when the failure is transient (a peer that could
@@ -55,7 +56,10 @@ def process(signal: Signal, machine: Machine) -> Result:
     payment = state.started
     with bind(invoice_id=payment.invoice_id, payment_id=payment.payment_id):
         if isinstance(signal, Call):
-            return _result(_decide(state, signal.args), Action.instant())
+            changes = _decide(state, signal.args)
+            # The caller learns where the payment went without reading it back.
+            activity = fold(changes, state).activity
+            return _result(changes, Action.instant(), response=activity)
         step = STEPS.get(state.activity)
         if step is None:
             raise InvalidHistory(f"a timer fired in activity {state.activity}")
@@ -81,8 +85,9 @@ def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
     raise ValueError(f"unknown payment call {sorted(args)}")
 
 
-def _result(changes: Sequence[Change], action: Action) -> Result:
-    return Result(events=[to_json(change) for change in changes], action=action)
+def _result(changes: Sequence[Change], action: Action, response: Any = None) -> Result:
+    return Result(events=[to_json(change) for change in changes], action=action,
+                  response=response)
 
 
 NAMESPACE = Namespace(NAME, process, is_transient=is_transient)

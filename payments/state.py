@@ -14,8 +14,8 @@ A change that does not fit the current activity is a bug and raises `InvalidHist
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from clients import limiter
 from payments.cashflow import FinalCashFlow
@@ -163,46 +163,52 @@ def apply(state: PaymentState, change: Change) -> PaymentState:
     match change:
         case PaymentStarted():
             _expect(state, change, "new")
-            return replace(state, activity="processing_accounter", payment=change)
+            return _with(state, activity="processing_accounter", payment=change)
         case RouteChanged(route=route, turnover_limits=limits):
             _expect(state, change, "processing_accounter")
-            return replace(state, route=route, turnover_limits=limits)
+            return _with(state, route=route, turnover_limits=limits)
         case CashFlowChanged(cash_flow=cash_flow):
             if state.activity == "processing_capture":
-                return replace(state, activity="updating_accounter", partial_cash_flow=cash_flow)
+                return _with(state, activity="updating_accounter", partial_cash_flow=cash_flow)
             _expect(state, change, "processing_accounter")
-            return replace(state, cash_flow=cash_flow)
+            return _with(state, cash_flow=cash_flow)
         case CaptureStarted(data=data):
             _expect(state, change, "flow_waiting")
-            return replace(state, activity="processing_capture", capture=data)
+            return _with(state, activity="processing_capture", capture=data)
         case SessionStarted(target=target):
             _expect(state, change, "processing_capture", "flow_waiting", "updating_accounter")
-            return replace(state, activity="finalizing_session",
-                           sessions=(*state.sessions, Session(target)))
+            return _with(state, activity="finalizing_session",
+                         sessions=(*state.sessions, Session(target)))
         case SessionFinished(target=target, trx_id=trx_id):
             _expect(state, change, "finalizing_session")
             if target != state.target:
                 raise InvalidHistory(f"session finished for {target}, started for {state.target}")
             finished = Session(target, "finished", trx_id)
-            return replace(state, activity="finalizing_accounter",
-                           sessions=(*state.sessions[:-1], finished))
+            return _with(state, activity="finalizing_accounter",
+                         sessions=(*state.sessions[:-1], finished))
         case StatusChanged(status=status):
             return _status_changed(state, change, status)
         case LimitsHeld():
-            return replace(state, limits="held")
+            return _with(state, limits="held")
         case LimitsCommitted():
-            return replace(state, limits="committed")
+            return _with(state, limits="committed")
         case LimitsRolledBack():
-            return replace(state, limits="rolled_back")
+            return _with(state, limits="rolled_back")
         case PlanBatchHeld(batch_id=batch_id):
             if any(held.batch_id == batch_id for held in state.held_batches):
                 raise InvalidHistory(f"batch {batch_id} held twice")
-            return replace(state, held_batches=(*state.held_batches, change))
+            return _with(state, held_batches=(*state.held_batches, change))
         case PlanCommitted():
-            return replace(state, plan="committed")
+            return _with(state, plan="committed")
         case PlanRolledBack():
-            return replace(state, plan="rolled_back")
+            return _with(state, plan="rolled_back")
     raise InvalidHistory(f"unknown change {change!r}")
+
+
+def _with(state: PaymentState, **changes: Any) -> PaymentState:
+    """`dataclasses.replace` without its per-call look at the fields: a fold runs this once
+    per change, and every step folds the whole history."""
+    return PaymentState(**{**state.__dict__, **changes})
 
 
 _STATUS_FROM: dict[str, tuple[Activity, Activity]] = {
@@ -218,7 +224,7 @@ def _status_changed(state: PaymentState, change: StatusChanged, status: Status) 
         raise InvalidHistory(f"a payment never changes to {status.status}")
     before, after = _STATUS_FROM[status.status]
     _expect(state, change, before)
-    return replace(state, activity=after, status=status)
+    return _with(state, activity=after, status=status)
 
 
 def _expect(state: PaymentState, change: Change, *activities: Activity) -> None:

@@ -38,15 +38,15 @@ def _retrying(task: Task, command: Callable[[], Any]) -> Any:
 @app.task(name="payments.register", base=TypedTask, bind=True)
 def register(self: Task, **kwargs: Any) -> str:
     body = parse(RegisterBody, kwargs)
-    started = _retrying(self, lambda: commands.register(body))
-    return "created" if started.created else "repeated"
+    created = _retrying(self, lambda: commands.register(body))
+    return "created" if created else "repeated"
 
 
 @app.task(name="payments.start_hold", base=TypedTask, bind=True)
 def start_hold(self: Task, **kwargs: Any) -> str:
     body = parse(HoldBody, kwargs)
-    started = _retrying(self, lambda: commands.start_hold(body))
-    return "created" if started.created else "repeated"
+    created = _retrying(self, lambda: commands.start_hold(body))
+    return "created" if created else "repeated"
 
 
 @app.task(name="payments.capture", base=TypedTask, bind=True)
@@ -54,7 +54,7 @@ def capture(self: Task, **kwargs: Any) -> str:
     message = parse(CaptureTaskKwargs, kwargs)
     invoice_id, payment_id = message.checked()
     body = message.body()
-    return _retrying(self, lambda: commands.capture(invoice_id, payment_id, body)).activity
+    return _retrying(self, lambda: commands.capture(invoice_id, payment_id, body))
 
 
 @app.task(name="payments.cancel", base=TypedTask, bind=True)
@@ -62,4 +62,4 @@ def cancel(self: Task, **kwargs: Any) -> str:
     message = parse(CancelTaskKwargs, kwargs)
     invoice_id, payment_id = message.checked()
     body = message.body()
-    return _retrying(self, lambda: commands.cancel(invoice_id, payment_id, body)).activity
+    return _retrying(self, lambda: commands.cancel(invoice_id, payment_id, body))

@@ -23,8 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from sqlalchemy import and_, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
@@ -196,10 +195,11 @@ def now() -> datetime:
 def start(ns: Namespace, machine_id: str, args: Json) -> Any:
     """Create the machine and process its init signal; raise MachineAlreadyExists if it exists."""
     with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
-        created = tx.conn.execute(_insert_machine(ns.name, machine_id)).first()
-        if created is None:
+        # The inserted row is ours until commit (a concurrent start waits on its key), so it
+        # needs no separate lock; RETURNING hands back its defaults.
+        row = tx.conn.exec_driver_sql(_INSERT_MACHINE, _key(ns.name, machine_id)).first()
+        if row is None:
             raise MachineAlreadyExists(f"{ns.name}/{machine_id} exists")
-        row = _lock(tx, ns.name, machine_id)
         machine = _machine(row, history=())
         result = ns.processor(Init(args), machine)
         _apply(tx, ns, row, result, fired=False)
@@ -229,7 +229,7 @@ def repair(ns: Namespace, machine_id: str) -> None:
 
 def get(namespace: str, machine_id: str) -> Machine:
     with transaction() as tx:
-        row = tx.conn.execute(_READ, _key(namespace, machine_id)).first()
+        row = tx.conn.exec_driver_sql(_READ, _key(namespace, machine_id)).first()
         if row is None:
             raise MachineNotFound(f"{namespace}/{machine_id}")
         return _machine(row, _history(row))
@@ -265,43 +265,45 @@ def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
 # --- internals ----------------------------------------------------------------------------
 
 
-def _insert_machine(namespace: str, machine_id: str):
-    return (
-        pg_insert(machines)
-        .values(namespace=namespace, id=machine_id)
-        .on_conflict_do_nothing()
-        .returning(machines.c.id)
-    )
+# The hot statements are constant SQL handed to the driver as it is (`exec_driver_sql`,
+# placeholders in its %(name)s style): no statement compilation or bind processing per call,
+# about 0.1 ms of CPU less a statement than `text()`. Starting a machine is one of them; the
+# SQLAlchemy form of its upsert was not even cacheable and was compiled on every start.
+_INSERT_MACHINE = """
+    INSERT INTO machines (namespace, id) VALUES (%(namespace)s, %(machine_id)s)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+"""
 
 
-# The step path is two round trips of constant SQL (no per-call statement compilation): the
-# row with its history under the lock, then one statement that appends events and moves the row.
+# The step path is two round trips: the row with its history under the lock, then one
+# statement that appends events and moves the row.
 _SELECT_MACHINE = """
     SELECT m.*, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history
-    FROM machines m WHERE m.namespace = :namespace AND m.id = :machine_id
+    FROM machines m WHERE m.namespace = %(namespace)s AND m.id = %(machine_id)s
 """
-_READ = text(_SELECT_MACHINE)
-_LOCK = text(_SELECT_MACHINE + " FOR UPDATE OF m")
-_TRY_LOCK = text(_SELECT_MACHINE + " FOR UPDATE OF m SKIP LOCKED")
+_READ = _SELECT_MACHINE
+_LOCK = _SELECT_MACHINE + " FOR UPDATE OF m"
+_TRY_LOCK = _SELECT_MACHINE + " FOR UPDATE OF m SKIP LOCKED"
 
-_APPLY = text("""
+_APPLY = """
     WITH appended AS (
         INSERT INTO machine_events (namespace, machine_id, event_id, occurred_at, body)
-        SELECT :namespace, :machine_id, :last_event_id + e.n, :now, e.body
-        FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(body, n)
+        SELECT %(namespace)s, %(machine_id)s, %(last_event_id)s + e.n, %(now)s, e.body
+        FROM jsonb_array_elements(CAST(%(events)s AS jsonb)) WITH ORDINALITY AS e(body, n)
     )
     UPDATE machines SET
-        last_event_id = :last_event_id + jsonb_array_length(CAST(:events AS jsonb)),
-        aux_state = CASE WHEN :set_aux THEN CAST(:aux_state AS jsonb) ELSE aux_state END,
-        timer_due_at = CASE WHEN :keep_timer THEN timer_due_at ELSE :due END,
-        timer_token = CASE WHEN :keep_timer THEN timer_token ELSE :token END,
-        timer_sent_at = CASE WHEN :keep_timer THEN timer_sent_at ELSE :sent_at END,
-        failed_attempts = 0, error = NULL, updated_at = :now
-    WHERE namespace = :namespace AND id = :machine_id
-""")
+        last_event_id = %(last_event_id)s + %(count)s,
+        aux_state = CASE WHEN %(set_aux)s THEN CAST(%(aux_state)s AS jsonb) ELSE aux_state END,
+        timer_due_at = CASE WHEN %(keep_timer)s THEN timer_due_at ELSE %(due)s END,
+        timer_token = CASE WHEN %(keep_timer)s THEN timer_token ELSE %(token)s END,
+        timer_sent_at = CASE WHEN %(keep_timer)s THEN timer_sent_at ELSE %(sent_at)s END,
+        failed_attempts = 0, error = NULL, updated_at = %(now)s
+    WHERE namespace = %(namespace)s AND id = %(machine_id)s
+"""
 
 
 def _key(namespace: str, machine_id: str) -> Json:
@@ -312,7 +314,7 @@ def _lock(tx: Tx, namespace: str, machine_id: str) -> Row:
     """Wait (briefly) for the row lock: calls and repairs queue behind a running step."""
     tx.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_CALL_LOCK_TIMEOUT}'")
     try:
-        row = tx.conn.execute(_LOCK, _key(namespace, machine_id)).first()
+        row = tx.conn.exec_driver_sql(_LOCK, _key(namespace, machine_id)).first()
     except OperationalError as exc:
         raise MachineBusy(f"{namespace}/{machine_id} is busy") from exc
     if row is None:
@@ -322,7 +324,7 @@ def _lock(tx: Tx, namespace: str, machine_id: str) -> Row:
 
 def _try_lock(tx: Tx, namespace: str, machine_id: str) -> Row | None:
     """The row if it is free, None if another worker holds it."""
-    row = tx.conn.execute(_TRY_LOCK, _key(namespace, machine_id)).first()
+    row = tx.conn.exec_driver_sql(_TRY_LOCK, _key(namespace, machine_id)).first()
     if row is None and not _exists(tx, namespace, machine_id):
         raise MachineNotFound(f"{namespace}/{machine_id}")
     return row
@@ -365,13 +367,14 @@ def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> N
     due = action.due_at(current) if action.kind == "set" else None
     token = uuid.uuid4().hex if due is not None else None
     near = due is not None and timers.is_near(due)
-    tx.conn.execute(
+    tx.conn.exec_driver_sql(
         _APPLY,
         {
             **_key(ns.name, row.id),
             "now": current,
             "last_event_id": row.last_event_id,
             "events": json.dumps(list(result.events)),
+            "count": len(result.events),
             "set_aux": result.aux_state is not _KEEP,
             "aux_state": None if result.aux_state in (_KEEP, None) else json.dumps(
                 result.aux_state),
