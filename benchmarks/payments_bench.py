@@ -37,7 +37,7 @@ from typing import Any  # noqa: E402
 
 import requests  # noqa: E402
 
-from benchmarks import harness  # noqa: E402
+from benchmarks import harness, runtime_bench  # noqa: E402
 from celgate.processes import ManagedProcess  # noqa: E402
 
 CURRENCY = "RUB"
@@ -206,37 +206,6 @@ def run_partial(ids: list[str]) -> harness.Figures:
     return _figures("partial captures", sent, _captured_at(ids), started)
 
 
-def run_bare(n: int, k: int) -> harness.Figures:
-    from sqlalchemy import text
-
-    from benchmarks.runtime_tasks import BARE_TABLE
-    from workers.celery_app import app
-    from workers.db import transaction
-
-    ids = [uuid.uuid4().hex for _ in range(n)]
-    with transaction() as tx:
-        tx.conn.execute(text(
-            f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} (id text PRIMARY KEY, step int NOT NULL, "
-            "updated_at timestamptz NOT NULL DEFAULT now())"))
-        tx.conn.execute(text(f"INSERT INTO {BARE_TABLE} (id, step) VALUES (:id, 0)"),
-                        [{"id": i} for i in ids])
-
-    def done() -> dict[str, datetime]:
-        with transaction() as tx:
-            rows = tx.conn.execute(text(
-                f"SELECT id, updated_at FROM {BARE_TABLE} WHERE id = ANY(:ids) AND step >= :k"),
-                {"ids": ids, "k": k}).all()
-        return dict(rows)
-
-    sent: dict[str, float] = {}
-    started = time.time()
-    for chain_id in ids:
-        sent[chain_id] = time.time()
-        app.send_task("workers.bench_bare_step", kwargs={"chain_id": chain_id, "k": k})
-    harness.wait_until(lambda: len(done()) == n, timeout=TIMEOUT_S, interval=0.1)
-    return _figures(f"bare chain, {k} tasks", sent, done(), started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -256,12 +225,12 @@ def main() -> None:
 
     try:
         template = payment_template()
-        run_bare(10, 3)  # warm the pool's connections before measuring
+        runtime_bench.run_bare(10, 3)  # warm the pool's connections before measuring
         run_registered(5, template)
-        measured(lambda: run_bare(args.payments, 3))
+        measured(lambda: runtime_bench.run_bare(args.payments, 3))
         measured(lambda: run_registered(args.payments, template))
         held = hold_payments(args.payments, template)
-        measured(lambda: run_bare(args.payments, 4))
+        measured(lambda: runtime_bench.run_bare(args.payments, 4))
         measured(lambda: run_partial(held))
     finally:
         worker.stop()

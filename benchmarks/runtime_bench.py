@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from datetime import datetime
 
 from benchmarks import harness
 
@@ -38,7 +39,11 @@ def run_machines(n: int, k: int) -> harness.Figures:
     return harness.Figures("durable machines", n * k, time.perf_counter() - started)
 
 
-def run_bare(n: int, k: int) -> harness.Figures:
+def run_bare(n: int, k: int, timeout_s: float = 600) -> harness.Figures:
+    """N bare chains of K tasks; items are chains, latency from send to the last commit.
+
+    The one baseline every benchmark compares with (benchmarks/runtime_tasks.py).
+    """
     from sqlalchemy import text
 
     from benchmarks.runtime_tasks import BARE_TABLE
@@ -52,19 +57,23 @@ def run_bare(n: int, k: int) -> harness.Figures:
             "updated_at timestamptz NOT NULL DEFAULT now())"))
         tx.conn.execute(text(f"INSERT INTO {BARE_TABLE} (id, step) VALUES (:id, 0)"),
                         [{"id": i} for i in ids])
-    started = time.perf_counter()
-    for chain_id in ids:
-        app.send_task("workers.bench_bare_step", kwargs={"chain_id": chain_id, "k": k})
 
-    def finished() -> bool:
+    def done() -> dict[str, datetime]:
         with transaction() as tx:
-            return tx.conn.execute(
-                text(f"SELECT count(*) FROM {BARE_TABLE} WHERE id = ANY(:ids) AND step >= :k"),
-                {"ids": ids, "k": k},
-            ).scalar_one() == n
+            return dict(tx.conn.execute(text(
+                f"SELECT id, updated_at FROM {BARE_TABLE} WHERE id = ANY(:ids) AND step >= :k"),
+                {"ids": ids, "k": k}).all())
 
-    harness.wait_until(finished, timeout=600, interval=0.1)
-    return harness.Figures("bare celery chain", n * k, time.perf_counter() - started)
+    sent: dict[str, float] = {}
+    started = time.time()
+    for chain_id in ids:
+        sent[chain_id] = time.time()
+        app.send_task("workers.bench_bare_step", kwargs={"chain_id": chain_id, "k": k})
+    harness.wait_until(lambda: len(done()) == n, timeout=timeout_s, interval=0.1)
+    finished = done()
+    return harness.Figures(
+        f"bare chain, {k} tasks", n, max(at.timestamp() for at in finished.values()) - started,
+        tuple(finished[i].timestamp() - sent[i] for i in ids))
 
 
 def main() -> None:
@@ -78,7 +87,8 @@ def main() -> None:
     worker = harness.start_worker(args.concurrency, "benchmarks.runtime_tasks")
     try:
         run_bare(10, 2)  # warm the pool's connections before measuring
-        bare = run_bare(args.machines, args.steps)
+        chains = run_bare(args.machines, args.steps)
+        bare = harness.Figures("bare celery chain", args.machines * args.steps, chains.seconds)
         ours = run_machines(args.machines, args.steps)
     finally:
         worker.stop()
