@@ -307,15 +307,21 @@ def run_cashback(api: Api) -> None:
             f"({operation['status']})")
 
     step("billing balance callback (HMAC-signed) -> balance cache + silent push")
-    body = json.dumps({"yandex_uid": yandex_uid, "wallet_id": "w-demo", "currency": CURRENCY,
+    # A new wallet per run: the balance cache outlives the demo and ignores a version it saw.
+    wallet_id = f"w-demo-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"yandex_uid": yandex_uid, "wallet_id": wallet_id, "currency": CURRENCY,
                        "balance": "140", "version": 1}).encode()
     signature = hmac.new(settings.billing_callback_secret.encode(), body, hashlib.sha256)
     response = requests.post(f"{api.base}/v1/wallet/balance-callback", data=body, timeout=10,
                              headers={"X-Signature": signature.hexdigest(),
                                       "Content-Type": "application/json"})
     say(f"   callback answered {response.status_code}")
-    wait_for("silent pushes", lambda: control(settings.push_url, "state", method="GET"),
-             lambda s: len(s["pushes"]) >= 1, lambda s: f"{len(s['pushes'])} sent")
+    def pushes() -> dict[str, Any]:
+        state = control(settings.push_url, "state", method="GET")
+        return {"pushes": [p for p in state["pushes"] if wallet_id in json.dumps(p)]}
+
+    wait_for("silent pushes", pushes, lambda s: len(s["pushes"]) >= 1,
+             lambda s: f"{len(s['pushes'])} sent")
 
 
 def main(argv: list[str] | None = None) -> None:
