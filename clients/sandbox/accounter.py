@@ -30,6 +30,7 @@ from clients.sandbox.woody_server import (
     WoodyApp,
     control_error,
     create_woody_app,
+    inspection_routes,
     parse_control_body,
 )
 
@@ -367,16 +368,6 @@ def create_app(state: AccounterState | None = None, faults: Faults | None = None
         "GetAccountBalanceDiff": state.get_account_balance_diff,
     }
 
-    async def inspect(request: Request) -> JSONResponse:
-        return JSONResponse({**state.snapshot(), "calls": calls.snapshot(),
-                             "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> JSONResponse:
-        state.reset()
-        calls.clear()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
     async def add_account(request: Request) -> JSONResponse:
         try:
             body = await parse_control_body(request, NewAccount)
@@ -389,7 +380,6 @@ def create_app(state: AccounterState | None = None, faults: Faults | None = None
         return JSONResponse({"id": account_id}, status_code=201)
 
     return create_woody_app(accounter_thrift.Accounter, handlers, faults, calls, routes=[
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
+        *inspection_routes(state, faults, calls),
         Route("/_sandbox/accounts", add_account, methods=["POST"]),
     ])

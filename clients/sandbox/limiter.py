@@ -30,6 +30,7 @@ from clients.sandbox.woody_server import (
     WoodyApp,
     control_error,
     create_woody_app,
+    inspection_routes,
     parse_control_body,
 )
 
@@ -264,16 +265,6 @@ def create_app(state: LimiterState | None = None, faults: Faults | None = None) 
         "GetValues": state.get_values, "Get": state.get, "GetVersioned": state.get_versioned,
     }
 
-    async def inspect(request: Request) -> JSONResponse:
-        return JSONResponse({**state.snapshot(), "calls": calls.snapshot(),
-                             "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> JSONResponse:
-        state.reset()
-        calls.clear()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
     async def configure_limit(request: Request) -> JSONResponse:
         try:
             body = await parse_control_body(request, LimitConfig)
@@ -283,7 +274,6 @@ def create_app(state: LimiterState | None = None, faults: Faults | None = None) 
         return JSONResponse(body.model_dump(), status_code=201)
 
     return create_woody_app(limiter_thrift.Limiter, handlers, faults, calls, routes=[
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
+        *inspection_routes(state, faults, calls),
         Route("/_sandbox/limits", configure_limit, methods=["POST"]),
     ])

@@ -17,13 +17,13 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
@@ -80,6 +80,31 @@ class CallLog:
     def clear(self) -> None:
         with self._lock:
             self._counts = {}
+
+
+class PeerState(Protocol):
+    """The in-memory state of a woody double, as its control routes see it."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+
+def inspection_routes(state: PeerState, faults: Faults, calls: CallLog) -> list[BaseRoute]:
+    """`GET /_sandbox/state` and `POST /_sandbox/reset`, the same for every woody double."""
+
+    async def inspect(request: Request) -> JSONResponse:
+        return JSONResponse({**state.snapshot(), "calls": calls.snapshot(),
+                             "faults": faults.snapshot()})
+
+    async def reset(request: Request) -> JSONResponse:
+        state.reset()
+        calls.clear()
+        faults.clear()
+        return JSONResponse({"reset": True})
+
+    return [Route("/_sandbox/state", inspect, methods=["GET"]),
+            Route("/_sandbox/reset", reset, methods=["POST"])]
 
 
 class _Rejected(Exception):
