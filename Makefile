@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
-        demo sandbox worker beat api lint clean
+        demo sandbox worker beat api clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,9 +54,6 @@ beat: install
 
 api: install
 	$(BIN)/celgate-api
-
-lint: install
-	$(BIN)/python -m ruff check . || true
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
