@@ -29,7 +29,6 @@ for _key, _value in BENCH_ENV.items():
 
 from celgate.processes import ROOT, ManagedProcess, worker  # noqa: E402
 
-
 _bench_lock = None
 
 

@@ -10,8 +10,7 @@ from sqlalchemy import text
 
 from workers.celery_app import app
 from workers.db import transaction
-from workers.machines import Action, Init, Machine, Namespace, Result, Signal
-from workers.machines import register_timeout_task
+from workers.machines import Action, Init, Machine, Namespace, Result, Signal, register_timeout_task
 
 BARE_TABLE = "bench_bare_chain"  # benchmark scratch table, in the benchmark database only
 

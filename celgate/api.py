@@ -9,11 +9,11 @@ import hmac
 import logging
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.errors import TypedError
@@ -47,7 +47,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def create_app() -> FastAPI:
-    from cashback.api import balance_router, router as cashback_router
+    from cashback.api import balance_router
+    from cashback.api import router as cashback_router
     from payments.api import router as payments_router
 
     app = FastAPI(title="celgate", version="0.1.0")

@@ -43,7 +43,6 @@ from payments.model import (
 from payments.money import Money
 
 
-
 def _text() -> Any:
     return Field(min_length=1, max_length=1000)
 

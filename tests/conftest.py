@@ -14,7 +14,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
 
-from celgate.processes import ROOT, ManagedProcess, worker as worker_process  # noqa: E402
+from celgate.processes import ROOT, ManagedProcess  # noqa: E402
+from celgate.processes import worker as worker_process  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 
 pytest_plugins = ["tests.fixtures.sandbox"]

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Row
-
-from pydantic import BaseModel
 
 from workers import timers
 from workers.celery_app import app

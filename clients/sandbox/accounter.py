@@ -22,17 +22,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from clients.accounter import accounter_thrift, base_thrift
-from clients.sandbox.faults import Faults
-from clients.sandbox.woody_server import (
-    WOODY_FAULTS,
+from clients.sandbox.control import (
     BadControlRequest,
     CallLog,
-    WoodyApp,
-    control_error,
-    create_woody_app,
-    inspection_routes,
+    control_routes,
+    error,
     parse_control_body,
 )
+from clients.sandbox.faults import Faults
+from clients.sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
 
 HOLD, COMMIT, ROLLBACK = "HOLD", "COMMIT", "ROLLBACK"
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -372,14 +370,14 @@ def create_app(state: AccounterState | None = None, faults: Faults | None = None
         try:
             body = await parse_control_body(request, NewAccount)
         except BadControlRequest as exc:
-            return control_error(str(exc))
+            return error(400, "bad_request", str(exc))
         try:
             account_id = state.add_account(body.currency, body.description, account_id=body.id)
         except ValueError as exc:
-            return control_error(str(exc), status=409, code="account_exists")
+            return error(409, "account_exists", str(exc))
         return JSONResponse({"id": account_id}, status_code=201)
 
-    return create_woody_app(accounter_thrift.Accounter, handlers, faults, calls, routes=[
-        *inspection_routes(state, faults, calls),
+    return create_woody_app(accounter_thrift.Accounter, handlers, faults, calls, control=[
+        *control_routes(state, faults, calls),
         Route("/_sandbox/accounts", add_account, methods=["POST"]),
     ])

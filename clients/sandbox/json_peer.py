@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from clients.sandbox.control import error
 from clients.sandbox.faults import JSON_FAULTS, Faults
 
 _STATUS_FAULTS = frozenset(name for name in JSON_FAULTS if name.isdigit())
-
-
-def error(status: int, code: str, message: str) -> JSONResponse:
-    """The `{code, message}` error body every sandbox answers with."""
-    return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
 class DroppedConnection(Response):

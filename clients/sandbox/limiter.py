@@ -22,17 +22,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from clients.limiter import base_thrift, limiter_base_thrift, limiter_thrift
-from clients.sandbox.faults import Faults
-from clients.sandbox.woody_server import (
-    WOODY_FAULTS,
+from clients.sandbox.control import (
     BadControlRequest,
     CallLog,
-    WoodyApp,
-    control_error,
-    create_woody_app,
-    inspection_routes,
+    control_routes,
+    error,
     parse_control_body,
 )
+from clients.sandbox.faults import Faults
+from clients.sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
 
 HOLD, COMMIT, ROLLBACK = "HOLD", "COMMIT", "ROLLBACK"
 OPERATION_NOT_FOUND = "OperationNotFound"
@@ -269,11 +267,11 @@ def create_app(state: LimiterState | None = None, faults: Faults | None = None) 
         try:
             body = await parse_control_body(request, LimitConfig)
         except BadControlRequest as exc:
-            return control_error(str(exc))
+            return error(400, "bad_request", str(exc))
         state.configure_limit(body.id, body.currency, body.upper_boundary, body.description)
         return JSONResponse(body.model_dump(), status_code=201)
 
-    return create_woody_app(limiter_thrift.Limiter, handlers, faults, calls, routes=[
-        *inspection_routes(state, faults, calls),
+    return create_woody_app(limiter_thrift.Limiter, handlers, faults, calls, control=[
+        *control_routes(state, faults, calls),
         Route("/_sandbox/limits", configure_limit, methods=["POST"]),
     ])

@@ -28,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.faults import JSON_FAULTS, Faults, fault_routes
-from clients.sandbox.json_peer import answer, error
-from clients.sandbox.woody_server import BadControlRequest, parse_control_body
+from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.sandbox.faults import JSON_FAULTS, Faults
+from clients.sandbox.json_peer import answer
 
 
 class _Cost(BaseModel):
@@ -200,18 +200,8 @@ def create_app(state: ProviderState | None = None, faults: Faults | None = None)
         state.set_scenario(scenario)
         return JSONResponse(state.snapshot()["scenarios"])
 
-    async def inspect(request: Request) -> Response:
-        return JSONResponse({**state.snapshot(), "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
     return Starlette(routes=[
         Route("/v1/sessions/process", process, methods=["POST"]),
         Route("/_sandbox/scenarios", set_scenario, methods=["POST"]),
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        *fault_routes(faults),
+        *control_routes(state, faults),
     ])

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.faults import JSON_FAULTS, Faults, fault_routes
-from clients.sandbox.json_peer import answer, error
-from clients.sandbox.woody_server import BadControlRequest, parse_control_body
+from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.sandbox.faults import JSON_FAULTS, Faults
+from clients.sandbox.json_peer import answer
 
 
 class SilentPush(BaseModel):
@@ -64,17 +64,7 @@ def create_app(state: PushState | None = None, faults: Faults | None = None) -> 
 
         return await answer(faults, f"push/silent {push.yandex_uid}", handle)
 
-    async def inspect(request: Request) -> Response:
-        return JSONResponse({**state.snapshot(), "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
     return Starlette(routes=[
         Route("/v1/push/silent", silent, methods=["POST"]),
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        *fault_routes(faults),
+        *control_routes(state, faults),
     ])

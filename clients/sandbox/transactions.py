@@ -33,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.faults import JSON_FAULTS, Faults, fault_routes
-from clients.sandbox.json_peer import answer, error
-from clients.sandbox.woody_server import BadControlRequest, control_error, parse_control_body
+from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.sandbox.faults import JSON_FAULTS, Faults
+from clients.sandbox.json_peer import answer
 
 Outcome = Literal["success", "failed"]
 CashbackStatus = Literal["init", "in-progress", "success", "failed"]
@@ -437,27 +437,19 @@ def create_app(state: TransactionsState | None = None, faults: Faults | None = N
             body = await parse_control_body(request, InvoiceSeed)
             return JSONResponse(state.seed(body), status_code=201)
         except BadControlRequest as exc:
-            return control_error(str(exc))
+            return error(400, "bad_request", str(exc))
         except _Refused as refused:
-            return control_error(str(refused))
+            return error(400, "bad_request", str(refused))
 
     async def configure(request: Request) -> JSONResponse:
         try:
             body = await parse_control_body(request, SettingsBody)
         except BadControlRequest as exc:
-            return control_error(str(exc))
+            return error(400, "bad_request", str(exc))
         return JSONResponse(state.configure(body))
 
     async def show_settings(request: Request) -> JSONResponse:
         return JSONResponse(state.settings())
-
-    async def inspect(request: Request) -> JSONResponse:
-        return JSONResponse({**state.snapshot(), "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> JSONResponse:
-        state.reset()
-        faults.clear()
-        return JSONResponse({"reset": True})
 
     return Starlette(routes=[
         Route("/v2/invoice/retrieve", retrieve, methods=["POST"]),
@@ -465,7 +457,5 @@ def create_app(state: TransactionsState | None = None, faults: Faults | None = N
         Route("/_sandbox/invoices", seed, methods=["POST"]),
         Route("/_sandbox/settings", configure, methods=["POST"]),
         Route("/_sandbox/settings", show_settings, methods=["GET"]),
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        *fault_routes(faults),
+        *control_routes(state, faults),
     ])

@@ -22,9 +22,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clients.json_http import to_wire
-from clients.sandbox.faults import JSON_FAULTS, Faults, fault_routes
-from clients.sandbox.json_peer import answer, error
-from clients.sandbox.woody_server import BadControlRequest, CallLog, parse_control_body
+from clients.sandbox.control import (
+    BadControlRequest,
+    CallLog,
+    control_routes,
+    error,
+    parse_control_body,
+)
+from clients.sandbox.faults import JSON_FAULTS, Faults
+from clients.sandbox.json_peer import answer
 from clients.wallet import LEGACY_PREFIX
 
 _CURRENCY = r"^[A-Z]{3}$"
@@ -144,21 +150,9 @@ def create_app(state: WalletState | None = None, faults: Faults | None = None) -
         except WalletExists as exc:
             return error(409, "wallet_exists", str(exc))
 
-    async def inspect(request: Request) -> Response:
-        return JSONResponse({**state.snapshot(), "calls": calls.snapshot(),
-                             "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        calls.clear()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
     return Starlette(routes=[
         Route("/v1/balances", balances, methods=["GET"]),
         Route("/v1/create", create, methods=["POST"]),
         Route("/_sandbox/wallets", seed, methods=["POST"]),
-        Route("/_sandbox/state", inspect, methods=["GET"]),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        *fault_routes(faults),
+        *control_routes(state, faults, calls),
     ])

@@ -13,21 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
-from clients.sandbox.faults import Faults, fault_routes
+from clients.sandbox.control import CallLog
+from clients.sandbox.faults import Faults
 from clients.woody import (
     DECODE_ERRORS,
     ERROR_CLASS_HEADER,
@@ -60,51 +60,6 @@ WOODY_FAULTS = frozenset({*_ERROR_FAULTS, "timeout", "timeout_after"})
 
 Handler = Callable[..., Any]
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class CallLog:
-    """How many well-formed calls each method received (faulted ones included)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def record(self, method: str) -> None:
-        with self._lock:
-            self._counts[method] = self._counts.get(method, 0) + 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._counts = {}
-
-
-class PeerState(Protocol):
-    """The in-memory state of a woody double, as its control routes see it."""
-
-    def snapshot(self) -> dict[str, Any]: ...
-
-    def reset(self) -> None: ...
-
-
-def inspection_routes(state: PeerState, faults: Faults, calls: CallLog) -> list[BaseRoute]:
-    """`GET /_sandbox/state` and `POST /_sandbox/reset`, the same for every woody double."""
-
-    async def inspect(request: Request) -> JSONResponse:
-        return JSONResponse({**state.snapshot(), "calls": calls.snapshot(),
-                             "faults": faults.snapshot()})
-
-    async def reset(request: Request) -> JSONResponse:
-        state.reset()
-        calls.clear()
-        faults.clear()
-        return JSONResponse({"reset": True})
-
-    return [Route("/_sandbox/state", inspect, methods=["GET"]),
-            Route("/_sandbox/reset", reset, methods=["POST"])]
 
 
 class _Rejected(Exception):
@@ -306,31 +261,7 @@ def _route_path(scope: Scope) -> str:
 
 
 def create_woody_app(service: Any, handlers: Mapping[str, Handler], faults: Faults,
-                     calls: CallLog, routes: Sequence[BaseRoute] = ()) -> WoodyApp:
-    """A peer app: the Thrift endpoint at "/", fault control at `/_sandbox/faults`, `routes`."""
+                     calls: CallLog, control: Sequence[BaseRoute]) -> WoodyApp:
+    """A peer app: the Thrift endpoint at "/", the `control` routes (`/_sandbox/...`) beside."""
     return WoodyApp(woody_endpoint(service, handlers, faults, calls),
-                    Starlette(routes=[*fault_routes(faults), *routes]))
-
-
-# --- control API helpers shared by the woody peers ------------------------------------------
-
-
-class BadControlRequest(ValueError):
-    """A control-API body that is not what the route expects; the message says why."""
-
-
-async def parse_control_body(request: Request, model: type[ModelT]) -> ModelT:
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise BadControlRequest("the body is not valid JSON") from exc
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                             for e in exc.errors())
-        raise BadControlRequest(problems) from exc
-
-
-def control_error(message: str, status: int = 400, code: str = "bad_request") -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+                    Starlette(routes=list(control)))

@@ -10,8 +10,6 @@ repeated after a kill carries the same operation id, which transactions takes as
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from decimal import Decimal
 
@@ -19,8 +17,8 @@ import pytest
 
 from cashback.queues import CHARGE_QUEUE
 from tests.cashback.conftest import SERVICE, register, wait_status
+from tests.support.chaos import kills_and_flushes
 from workers import stq
-from workers.tasks import sweep
 
 pytestmark = pytest.mark.chaos
 
@@ -31,7 +29,6 @@ SECOND = {"user": "40", "service": "50"}
 
 def test_kills_and_flushes_lose_and_double_no_cashback(running_worker, broker, api, peers,
                                                         transactions, new_order_id):
-    random.seed(11)
     transactions.settings(delay_s=0.3, outcome="success")
     # Slow answers, so kills land mid-call; lost answers and refusals besides.
     peers.faults("transactions", {"rates": {"503": 0.1, "timeout_after": 0.1}, "seed": 3,
@@ -40,21 +37,7 @@ def test_kills_and_flushes_lose_and_double_no_cashback(running_worker, broker, a
     registered_again = orders[::2]
     for order_id in orders:
         transactions.seed(order_id)
-    stop = threading.Event()
-
-    def chaos() -> None:
-        while not stop.is_set():
-            time.sleep(random.uniform(0.3, 1.0))
-            if random.random() < 0.5:
-                running_worker.kill()
-                running_worker.start()
-            else:
-                broker.flushdb()
-            sweep()
-
-    thread = threading.Thread(target=chaos, daemon=True)
-    thread.start()
-    try:
+    with kills_and_flushes(running_worker, broker, seed=11):
         for order_id in orders:
             register(api, order_id, FIRST)
         time.sleep(1)
@@ -62,11 +45,6 @@ def test_kills_and_flushes_lose_and_double_no_cashback(running_worker, broker, a
             register(api, order_id, SECOND)
         for order_id in orders:
             wait_status(api, order_id, "charged", timeout=90)
-    finally:
-        stop.set()
-        thread.join(30)
-        if not running_worker.alive:
-            running_worker.start()
 
     for order_id in orders:
         target = SECOND if order_id in registered_again else FIRST

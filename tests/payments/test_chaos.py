@@ -7,15 +7,12 @@ every plan committed once, and the sandbox balances and limits exact to the mino
 
 from __future__ import annotations
 
-import random
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.payments.conftest import new_ids, new_limit, own_amounts, payment_body, wait_payment
-from workers.tasks import sweep
+from tests.support.chaos import kills_and_flushes
 
 pytestmark = pytest.mark.chaos
 
@@ -26,28 +23,13 @@ HELD = 15
 
 def test_kills_and_flushes_lose_and_double_no_payment(running_worker, broker, peers, api,
                                                        ledger):
-    random.seed(5)
     limit = new_limit(peers)
     registered = [new_ids() for _ in range(REGISTERED)]
     held = [new_ids() for _ in range(HELD)]
-    stop = threading.Event()
-
-    def chaos() -> None:
-        while not stop.is_set():
-            time.sleep(random.uniform(0.3, 1.0))
-            if random.random() < 0.5:
-                running_worker.kill()
-                running_worker.start()
-            else:
-                broker.flushdb()
-            sweep()
-
     for ids in held:
         api.post("/v1/payments", json=payment_body(ledger, *ids, 1000, limits=[limit],
                                                    hold=("cancel", FAR)))
-    thread = threading.Thread(target=chaos, daemon=True)
-    thread.start()
-    try:
+    with kills_and_flushes(running_worker, broker, seed=5):
         for ids in registered:
             api.post("/v1/payments/register",
                      json=payment_body(ledger, *ids, 1000, limits=[limit]))
@@ -57,11 +39,6 @@ def test_kills_and_flushes_lose_and_double_no_payment(running_worker, broker, pe
                      json={"reason": "part", "cost": {"amount": 600, "currency": "RUB"}})
         for ids in registered + held:
             wait_payment(api, *ids, status="captured", activity="idle", timeout=90)
-    finally:
-        stop.set()
-        thread.join(30)
-        if not running_worker.alive:
-            running_worker.start()
 
     full, partial = ledger.expected_balances(1000), ledger.expected_balances(600)
     assert own_amounts(peers, ledger.ids) == {

@@ -17,9 +17,17 @@ from pydantic import BaseModel
 
 from workers import stq
 from workers.db import Tx
+from workers.machines import (
+    Action,
+    Call,
+    Init,
+    Machine,
+    Namespace,
+    Result,
+    Signal,
+    register_timeout_task,
+)
 from workers.settings import get_settings
-from workers.machines import Action, Call, Init, Machine, Namespace, Result, Signal
-from workers.machines import register_timeout_task
 
 NAME = "counter"
 
