@@ -202,6 +202,18 @@ def wait_payment(api: Api, body: dict[str, Any], status: str) -> dict[str, Any]:
                     done, show_payment)
 
 
+def hold_payment(api: Api, accounts: dict[str, int], amount: int, on_expiration: str
+                 ) -> dict[str, Any]:
+    """A hold payment (expiring in an hour), once it waits in flow_waiting for a command."""
+    body = payment_body(accounts, amount)
+    body["flow"] = {"on_hold_expiration": on_expiration,
+                    "held_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    api.post("/v1/payments", body)
+    wait_for(f"payment {body['invoice_id']}", lambda: api.get(payment_path(body)),
+             lambda s: s["activity"] == "flow_waiting", show_payment)
+    return body
+
+
 def show_balances(accounts: dict[str, int]) -> None:
     state = requests.get(f"{get_settings().accounter_url}/_sandbox/state", timeout=10).json()
     for name, account_id in accounts.items():
@@ -232,12 +244,7 @@ def run_payments(api: Api) -> None:
     show_balances(accounts)
 
     step("Hold payment of 500.00 RUB, then a partial capture of 60 %")
-    held = payment_body(accounts, 50_000)
-    held["flow"] = {"on_hold_expiration": "cancel",
-                    "held_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
-    api.post("/v1/payments", held)
-    wait_for(f"payment {held['invoice_id']}", lambda: api.get(payment_path(held)),
-             lambda s: s["activity"] == "flow_waiting", show_payment)
+    held = hold_payment(api, accounts, 50_000, on_expiration="cancel")
     api.post(payment_path(held) + "/capture",
              {"reason": "partial shipment", "cost": {"amount": 30_000, "currency": CURRENCY}})
     wait_payment(api, held, "captured")
@@ -245,12 +252,7 @@ def run_payments(api: Api) -> None:
     show_balances(accounts)
 
     step("Hold payment of 200.00 RUB, then cancel: limits and plan rolled back")
-    cancelled = payment_body(accounts, 20_000)
-    cancelled["flow"] = {"on_hold_expiration": "capture",
-                         "held_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
-    api.post("/v1/payments", cancelled)
-    wait_for(f"payment {cancelled['invoice_id']}", lambda: api.get(payment_path(cancelled)),
-             lambda s: s["activity"] == "flow_waiting", show_payment)
+    cancelled = hold_payment(api, accounts, 20_000, on_expiration="capture")
     api.post(payment_path(cancelled) + "/cancel", {"reason": "customer changed mind"})
     wait_payment(api, cancelled, "cancelled")
     show_plan(cancelled["invoice_id"])
