@@ -17,37 +17,19 @@ Latency: from the register call to the order's `charged` commit.
 
 from __future__ import annotations
 
+import argparse
 import os
+import time
+import uuid
+from typing import Any
 
-BENCH_PORT_OFFSET = 20000
-os.environ.setdefault("TRANSACTIONS_URL", f"http://127.0.0.1:{8024 + BENCH_PORT_OFFSET}")
+import requests
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import requests  # noqa: E402
-
-from benchmarks import harness, runtime_bench  # noqa: E402
-from celgate.processes import ManagedProcess  # noqa: E402
+from benchmarks import harness, runtime_bench
 
 ORDER_STEPS = 3  # register, the charge run that sends the update, the one that confirms it
 SERVICE = "bench"
 TIMEOUT_S = 900
-
-
-def start_sandbox() -> ManagedProcess:
-    log = Path(tempfile.mkdtemp(prefix="celgate-bench-sandbox-")) / "sandbox.log"
-    process = ManagedProcess(
-        [sys.executable, "-m", "clients.sandbox", "--only", "transactions",
-         "--port-offset", str(BENCH_PORT_OFFSET)],
-        log, b"sandbox peers ready")
-    process.start()
-    return process
 
 
 def _control(path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
@@ -109,7 +91,7 @@ def main() -> None:
     os.environ["CASHBACK_POLL_INITIAL_S"] = str(args.poll_s)
 
     harness.fresh_database()
-    sandbox = start_sandbox()
+    sandbox = harness.start_sandbox("transactions")
     worker = harness.start_worker(args.concurrency, "benchmarks.runtime_tasks")
     try:
         runtime_bench.run_bare(10, args.bare_steps)  # warm the pool's connections

@@ -1,7 +1,8 @@
-"""What every benchmark needs: its own database and Redis databases, a worker, a clock.
+"""What every benchmark needs: its own database and Redis databases, peers, a worker, a clock.
 
 Import this module before `workers`: it points the settings at the benchmark's own database
-(`celgate_bench`) and Redis databases 2 and 3, so a benchmark never touches demo or test data.
+(`celgate_bench`), Redis databases 2 and 3 and sandbox peers on ports shifted by
+`SANDBOX_PORT_OFFSET`, so a benchmark never touches demo or test data or their peers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+SANDBOX_PORT_OFFSET = 20000
+
 BENCH_ENV = {
     "DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_bench",
+    "ACCOUNTER_URL": f"http://127.0.0.1:{8022 + SANDBOX_PORT_OFFSET}/accounter",
+    "LIMITER_URL": f"http://127.0.0.1:{8022 + SANDBOX_PORT_OFFSET}/v1/limiter",
+    "TRANSACTIONS_URL": f"http://127.0.0.1:{8024 + SANDBOX_PORT_OFFSET}",
+    "PROVIDER_URL": f"http://127.0.0.1:{8025 + SANDBOX_PORT_OFFSET}",
     "BROKER_URL": "redis://127.0.0.1:6379/2",
     "REDIS_URL": "redis://127.0.0.1:6379/3",
     "LOG_LEVEL": "WARNING",
@@ -59,6 +66,17 @@ def fresh_database() -> None:
                    check=True, capture_output=True)
     redis.Redis.from_url(get_settings().broker_url).flushdb()
     redis.Redis.from_url(get_settings().redis_url).flushdb()
+
+
+def start_sandbox(peers: str) -> ManagedProcess:
+    """The sandbox `peers` (comma-separated names) on the benchmark's shifted ports."""
+    log = Path(tempfile.mkdtemp(prefix="celgate-bench-sandbox-")) / "sandbox.log"
+    process = ManagedProcess(
+        [sys.executable, "-m", "clients.sandbox", "--only", peers,
+         "--port-offset", str(SANDBOX_PORT_OFFSET)],
+        log, b"sandbox peers ready")
+    process.start()
+    return process
 
 
 def start_worker(concurrency: int = 2, extra_imports: str = "") -> ManagedProcess:

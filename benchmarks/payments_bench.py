@@ -12,33 +12,25 @@ measured in the same run on the same worker pool:
   (4 tasks); latency from sending the capture task to `captured`.
 
 The sandbox Accounter, Limiter and provider run in a subprocess (`celgate-sandbox`) on ports
-shifted by BENCH_PORT_OFFSET. The bare chain calls no peer, so the ratio includes the peers'
+shifted by `harness.SANDBOX_PORT_OFFSET`. The bare chain calls no peer, so the ratio includes the peers'
 round trips as well as the durable runtime.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-BENCH_PORT_OFFSET = 20000
-os.environ.setdefault("ACCOUNTER_URL", f"http://127.0.0.1:{8022 + BENCH_PORT_OFFSET}/accounter")
-os.environ.setdefault("LIMITER_URL", f"http://127.0.0.1:{8022 + BENCH_PORT_OFFSET}/v1/limiter")
-os.environ.setdefault("PROVIDER_URL", f"http://127.0.0.1:{8025 + BENCH_PORT_OFFSET}")
+import requests
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import requests  # noqa: E402
-
-from benchmarks import harness, runtime_bench  # noqa: E402
-from celgate.processes import ManagedProcess  # noqa: E402
+from benchmarks import harness, runtime_bench
+from celgate.processes import ManagedProcess
 
 CURRENCY = "RUB"
 TIMEOUT_S = 900
@@ -83,16 +75,6 @@ class CpuMeter:
     def line(self, items: int) -> str:
         return "CPU per item: " + ", ".join(f"{name} {seconds / items * 1000:.1f} ms"
                                              for name, seconds in self.used.items())
-
-
-def start_sandbox() -> ManagedProcess:
-    log = Path(tempfile.mkdtemp(prefix="celgate-bench-sandbox-")) / "sandbox.log"
-    process = ManagedProcess(
-        [sys.executable, "-m", "clients.sandbox", "--only", "accounter,limiter,provider",
-         "--port-offset", str(BENCH_PORT_OFFSET)],
-        log, b"sandbox peers ready")
-    process.start()
-    return process
 
 
 def _control(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
 
     harness.fresh_database()
-    sandbox = start_sandbox()
+    sandbox = harness.start_sandbox("accounter,limiter,provider")
     worker = harness.start_worker(args.concurrency, "benchmarks.runtime_tasks")
     runs: list[tuple[harness.Figures, CpuMeter]] = []
 
