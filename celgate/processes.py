@@ -76,10 +76,6 @@ class ManagedProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
 
 def worker(log_path: Path, *, concurrency: int = 2, name: str = "celgate",
            env: dict[str, str] | None = None) -> ManagedProcess:

@@ -16,8 +16,8 @@ from workers.settings import get_settings
 
 QUEUES = ("payments", "cashback", "wallet", "workers")
 
-# The composition root: business task modules the worker loads. `workers` itself knows no
-# business; it only names the modules to import.
+# The composition root: business task modules the worker loads. The runtime's machinery
+# (machines, timers, STQ) knows no business; this list only names the modules to import.
 TASK_MODULES = ["workers.tasks", "payments.tasks", "cashback.tasks"]
 
 

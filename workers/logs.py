@@ -30,10 +30,6 @@ def bind(**ids: object) -> Iterator[None]:
         _context.reset(token)
 
 
-def bound_ids() -> dict[str, object]:
-    return dict(_context.get())
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {

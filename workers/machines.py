@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
@@ -398,10 +398,10 @@ def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, token: str,
 
 
 def _set_timer(tx: Tx, namespace: str, machine_id: str, due: datetime, **values: Any) -> None:
-    token = uuid.uuid4().hex
+    token, current = uuid.uuid4().hex, now()
     near = timers.is_near(due)
-    values.update(timer_due_at=due, timer_token=token, timer_sent_at=now() if near else None)
-    values.setdefault("updated_at", now())
+    values.update(timer_due_at=due, timer_token=token, timer_sent_at=current if near else None,
+                  updated_at=current)
     _update(tx, namespace, machine_id, values)
     if near:
         _publish_after_commit(tx, namespace, machine_id, token, due)
@@ -450,15 +450,11 @@ def _snake_case(name: str) -> str:
 def sweep_due(limit: int) -> int:
     """Publish timers that are due (or near) and whose message is missing or presumed lost."""
     current = now()
-    horizon = current + timedelta(seconds=timers.threshold_s())
-    lost_before = current - timedelta(seconds=timers.allowance_s())
     candidates = (
         select(machines.c.namespace, machines.c.id)
         .where(
-            machines.c.timer_due_at <= horizon,
             machines.c.status == "working",
-            (machines.c.timer_sent_at.is_(None))
-            | (func.greatest(machines.c.timer_due_at, machines.c.timer_sent_at) <= lost_before),
+            timers.sweepable(machines.c.timer_due_at, machines.c.timer_sent_at, current),
         )
         .order_by(machines.c.timer_due_at)
         .limit(limit)
@@ -479,10 +475,7 @@ def sweep_due(limit: int) -> int:
                        machines.c.timer_due_at)
         ).all()
         for r in rows:
-            message = _message(r.id, r.timer_token)
-            task, due = timeout_task_name(r.namespace), r.timer_due_at
-            tx.after_commit(lambda t=task, m=message, d=due: timers.publish(t, m,
-                                                                            timers.delay_until(d)))
+            _publish_after_commit(tx, r.namespace, r.id, r.timer_token, r.timer_due_at)
     if rows:
         log.info("swept machine timers", extra={"count": len(rows)})
     return len(rows)

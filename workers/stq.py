@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, select, text, update
 from sqlalchemy.engine import Row
 
 from workers import timers
@@ -118,15 +118,9 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
 def sweep_due(limit: int) -> int:
     """Publish rows that are due (or near) and whose message is missing or presumed lost."""
     current = now()
-    horizon = current + timedelta(seconds=timers.threshold_s())
-    lost_before = current - timedelta(seconds=timers.allowance_s())
     candidates = (
         select(stq_tasks.c.queue, stq_tasks.c.task_id)
-        .where(
-            stq_tasks.c.eta <= horizon,
-            (stq_tasks.c.sent_at.is_(None))
-            | (func.greatest(stq_tasks.c.eta, stq_tasks.c.sent_at) <= lost_before),
-        )
+        .where(timers.sweepable(stq_tasks.c.eta, stq_tasks.c.sent_at, current))
         .order_by(stq_tasks.c.eta)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -191,7 +185,8 @@ def _publish(
 
 
 def _reschedule(tx: Tx, row: Row, delay_s: float, *, reschedule: bool, **values: Any) -> None:
-    eta = now() + timedelta(seconds=delay_s)
+    current = now()
+    eta = current + timedelta(seconds=delay_s)
     token = uuid.uuid4().hex
     near = timers.is_near(eta)
     counter = row.reschedule_counter + (1 if reschedule else 0)
@@ -201,9 +196,9 @@ def _reschedule(tx: Tx, row: Row, delay_s: float, *, reschedule: bool, **values:
         .values(
             eta=eta,
             token=token,
-            sent_at=now() if near else None,
+            sent_at=current if near else None,
             reschedule_counter=counter,
-            updated_at=now(),
+            updated_at=current,
             **values,
         )
     )

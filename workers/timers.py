@@ -12,6 +12,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, func
+
 from workers.celery_app import app
 from workers.settings import get_settings
 
@@ -32,6 +34,14 @@ def machine_retry_limit() -> int:
 
 def is_near(due: datetime) -> bool:
     return due <= datetime.now(UTC) + timedelta(seconds=threshold_s())
+
+
+def sweepable(due: ColumnElement, sent_at: ColumnElement, current: datetime) -> ColumnElement:
+    """The sweeper's rule for a row with a due time and a sent mark: due now or within the
+    threshold, and never sent, or sent longer ago than the redelivery allowance."""
+    horizon = current + timedelta(seconds=threshold_s())
+    lost_before = current - timedelta(seconds=allowance_s())
+    return and_(due <= horizon, sent_at.is_(None) | (func.greatest(due, sent_at) <= lost_before))
 
 
 def delay_until(due: datetime) -> float:
