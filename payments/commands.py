@@ -9,6 +9,8 @@ ids: the same body again changes nothing, a different body for the same ids is a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from payments.errors import PaymentConflict, PaymentNotFound
 from payments.model import check_id
@@ -52,12 +54,8 @@ def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> str:
 
 def repair(invoice_id: str, payment_id: str) -> PaymentView:
     """Resume a machine marked failed: its current step runs again at once."""
-    key = _machine_id(invoice_id, payment_id)
-    with bind(invoice_id=invoice_id, payment_id=payment_id):
-        try:
-            machines.repair(NAMESPACE, key)
-        except MachineNotFound:
-            raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+    with _payment(invoice_id, payment_id) as key:
+        machines.repair(NAMESPACE, key)
     return get(invoice_id, payment_id)
 
 
@@ -88,19 +86,24 @@ def _start(body: RegisterBody) -> bool:
 
 
 def _call(invoice_id: str, payment_id: str, args: dict) -> str:
-    key = _machine_id(invoice_id, payment_id)
-    with bind(invoice_id=invoice_id, payment_id=payment_id):
-        try:
-            return machines.call(NAMESPACE, key, args)
-        except MachineNotFound:
-            raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+    with _payment(invoice_id, payment_id) as key:
+        return machines.call(NAMESPACE, key, args)
 
 
 def _machine(invoice_id: str, payment_id: str) -> Machine:
-    try:
-        return machines.get(NAME, _machine_id(invoice_id, payment_id))
-    except MachineNotFound:
-        raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
+    with _payment(invoice_id, payment_id) as key:
+        return machines.get(NAME, key)
+
+
+@contextmanager
+def _payment(invoice_id: str, payment_id: str) -> Iterator[str]:
+    """The payment's machine id, its ids on every log line inside; no machine: no payment."""
+    key = _machine_id(invoice_id, payment_id)
+    with bind(invoice_id=invoice_id, payment_id=payment_id):
+        try:
+            yield key
+        except MachineNotFound:
+            raise PaymentNotFound(f"no payment {invoice_id}/{payment_id}") from None
 
 
 def _machine_id(invoice_id: str, payment_id: str) -> str:

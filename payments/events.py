@@ -140,7 +140,7 @@ class PlanCommitted:
     TYPE: ClassVar[str] = "plan_committed"
     VERSION: ClassVar[int] = 1
 
-    plan_id: str  # the id the Accounter accepted (the legacy one after a fallback)
+    plan_id: str
     batch_ids: tuple[int, ...]
 
 

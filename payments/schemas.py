@@ -1,8 +1,9 @@
 """Request bodies of the payment commands, shared by the HTTP API and the Celery tasks.
 
-The models check shape only (field names, JSON types: a mismatch is a 422). Values are checked
-when a body becomes domain objects (`to_domain`), which raises typed 400 errors: a negative or
-fractional amount, an unknown currency or account type, a malformed id.
+The models check shape and enumerations (field names, JSON types, `on_hold_expiration`, an
+aware `held_until`: a mismatch is a 422). Values are checked when a body becomes domain objects
+(`to_domain`), which raises typed 400 errors: a negative or fractional amount, an unknown
+currency or account type, a malformed id.
 """
 
 from __future__ import annotations
