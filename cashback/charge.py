@@ -50,9 +50,8 @@ class ChargePolicy:
         settings = get_settings()
         return cls(
             max_operations=settings.cashback_retry_max_operations,
-            # Delays, not money: float seconds are what the scheduler takes.
-            retry_min_delay_s=float(settings.cashback_retry_min_delay_s),
-            retry_max_delay_s=float(settings.cashback_retry_max_delay_s),
+            retry_min_delay_s=settings.cashback_retry_min_delay_s,
+            retry_max_delay_s=settings.cashback_retry_max_delay_s,
             poll_initial_s=settings.cashback_poll_initial_s,
             poll_max_s=settings.cashback_poll_max_s,
             missing_invoice_limit=settings.cashback_missing_invoice_limit,

@@ -30,14 +30,14 @@ from clients.transactions import (
     Invoice,
     InvoiceNotFound,
     RateLimited,
+    TransactionsClient,
     TransactionsRejected,
     VersionConflict,
 )
 from clients.wallet import WalletRejected
-from workers import stq
+from workers import stq, timers
 from workers.db import Tx
 from workers.logs import bind
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def run(tx: Tx, task: stq.Task, kwargs: OrderKwargs) -> stq.JobResult:
             log.warning("charge of an order never registered: nothing to do")
             return stq.Finish()
         if order is orders.BUSY:
-            return stq.Reschedule(get_settings().busy_retry_s)
+            return stq.Reschedule(timers.busy_delay())
         if order.charge_status is ChargeStatus.FAILED:
             # Stays failed until it is registered again (which makes it pending).
             return stq.Finish()
@@ -58,27 +58,29 @@ def run(tx: Tx, task: stq.Task, kwargs: OrderKwargs) -> stq.JobResult:
 
 def _charge(tx: Tx, order: Order, polls: int, policy: ChargePolicy) -> stq.JobResult:
     client = peers.transactions()
+    target = ChargeTarget(order.order_id, order.version, order.cashback_by_source)
     try:
         invoice = client.retrieve_invoice(order.order_id)
     except InvoiceNotFound:
-        return _settle(tx, order, on_missing_invoice(order.order_id, polls, policy), None)
+        return _settle(tx, order, target, on_missing_invoice(order.order_id, polls, policy),
+                       None)
     except RateLimited:
         return stq.Reschedule(policy.poll_delay(polls))
-    decision = decide(_target(order), invoice, stq.now(), policy, polls=polls)
+    decision = decide(target, invoice, stq.now(), policy, polls=polls)
     if isinstance(decision, Update):
-        return _send(tx, order, invoice, decision, polls, policy)
-    return _settle(tx, order, decision, invoice)
+        return _send(tx, client, order, target, invoice, decision, polls, policy)
+    return _settle(tx, order, target, decision, invoice)
 
 
-def _send(tx: Tx, order: Order, invoice: Invoice, update: Update, polls: int,
-          policy: ChargePolicy) -> stq.JobResult:
+def _send(tx: Tx, client: TransactionsClient, order: Order, target: ChargeTarget,
+          invoice: Invoice, update: Update, polls: int, policy: ChargePolicy) -> stq.JobResult:
     assert invoice.user_ip is not None  # decide() fails an invoice without one
     try:
         wallet_id = wallets.wallet_for(tx, order, invoice.user_ip)
     except WalletRejected as exc:
-        return _settle(tx, order, Fail("wallet_rejected", str(exc)), invoice)
+        return _settle(tx, order, target, Fail("wallet_rejected", str(exc)), invoice)
     try:
-        peers.transactions().update_cashback(
+        client.update_cashback(
             invoice_id=order.order_id, operation_id=update.operation_id,
             version=update.invoice_version, yandex_uid=order.yandex_uid,
             user_ip=invoice.user_ip, wallet_account=wallet_id, reward=update.reward,
@@ -91,9 +93,10 @@ def _send(tx: Tx, order: Order, invoice: Invoice, update: Update, polls: int,
     except RateLimited:
         return stq.Reschedule(policy.poll_delay(polls))
     except InvoiceNotFound:
-        return _settle(tx, order, on_missing_invoice(order.order_id, polls, policy), None)
+        return _settle(tx, order, target, on_missing_invoice(order.order_id, polls, policy),
+                       None)
     except TransactionsRejected as exc:
-        return _settle(tx, order, Fail("update_rejected", str(exc)), invoice)
+        return _settle(tx, order, target, Fail("update_rejected", str(exc)), invoice)
     log.info("cashback update sent", extra={
         "operation_id": update.operation_id, "invoice_version": update.invoice_version,
         "reward": {source: format(amount, "f") for source, amount in update.reward.items()}})
@@ -102,8 +105,8 @@ def _send(tx: Tx, order: Order, invoice: Invoice, update: Update, polls: int,
     return stq.Reschedule(policy.poll_initial_s)
 
 
-def _settle(tx: Tx, order: Order, decision: Decision, invoice: Invoice | None
-            ) -> stq.JobResult:
+def _settle(tx: Tx, order: Order, target: ChargeTarget, decision: Decision,
+            invoice: Invoice | None) -> stq.JobResult:
     """Record what a decision other than Update means for the order; finish or wait."""
     if isinstance(decision, Done):
         orders.record_charge(tx, order, ChargeStatus.CHARGED)
@@ -116,11 +119,6 @@ def _settle(tx: Tx, order: Order, decision: Decision, invoice: Invoice | None
                                                    "error": decision.message})
         return stq.Finish()
     assert isinstance(decision, Wait)
-    sent = invoice is not None and bool(
-        operations_of(_target(order), invoice.cashback.operations))
+    sent = invoice is not None and bool(operations_of(target, invoice.cashback.operations))
     orders.record_charge(tx, order, ChargeStatus.CHARGING if sent else ChargeStatus.PENDING)
     return stq.Reschedule(decision.delay_s)
-
-
-def _target(order: Order) -> ChargeTarget:
-    return ChargeTarget(order.order_id, order.version, order.cashback_by_source)

@@ -40,8 +40,3 @@ def minor_unit(currency: str) -> Decimal:
 def round_down(value: Decimal, currency: str) -> Decimal:
     """`value` truncated towards zero to the currency's precision (exponent fixed to it)."""
     return value.quantize(minor_unit(currency), rounding=ROUND_DOWN)
-
-
-def fits(value: Decimal, currency: str) -> bool:
-    """True when `value` carries no digit below the currency's minor unit ("1.50" fits RUB)."""
-    return round_down(value, currency) == value

@@ -51,6 +51,8 @@ _BY_KEY = (order_clears.c.order_id == bindparam("key_order_id"),
 _SELECT = select(order_clears).where(*_BY_KEY)
 _LOCK = _SELECT.with_for_update()
 _LOCK_UNLESS_BUSY = _SELECT.with_for_update(skip_locked=True)
+_REMEMBER_WALLET = update(order_clears).where(*_BY_KEY).values(
+    wallet_id=bindparam("new_wallet_id"), updated_at=func.now())
 _RECORD_CHARGE = update(order_clears).where(*_BY_KEY).values(
     charge_status=bindparam("new_status"),
     error=bindparam("new_error", type_=order_clears.c.error.type),
@@ -118,10 +120,8 @@ def record_charge(tx: Tx, order: Order, status: ChargeStatus, *,
 
 def remember_wallet(tx: Tx, order: Order, wallet_id: str) -> None:
     """Keep the wallet found for the user so every later version charges the same one."""
-    tx.conn.execute(update(order_clears)
-                    .where(order_clears.c.order_id == order.order_id,
-                           order_clears.c.service == order.service)
-                    .values(wallet_id=wallet_id, updated_at=func.now()))
+    tx.conn.execute(_REMEMBER_WALLET, {**_key(order.order_id, order.service),
+                                       "new_wallet_id": wallet_id})
 
 
 def _key(order_id: str, service: str) -> dict[str, str]:

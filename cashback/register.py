@@ -122,11 +122,12 @@ def _parse_value(item: SourceValue, currency: str) -> Decimal:
     if value.adjusted() >= MAX_INTEGER_DIGITS:
         raise InvalidCashbackValue(f"{item.source}: {item.value} is too large",
                                    code="value_too_large")
-    if not currencies.fits(value, currency):
+    rounded = currencies.round_down(value.copy_abs(), currency)  # copy_abs: "-0" is 0
+    if rounded != value:
         raise InvalidCashbackValue(
             f"{item.source}: {item.value} has more decimals than {currency} allows "
             f"({currencies.precision(currency)})", code="too_precise")
-    return currencies.round_down(value.copy_abs(), currency)  # copy_abs: "-0" is 0
+    return rounded
 
 
 def _check_version(expected: int | None, actual: int) -> None:

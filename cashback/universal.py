@@ -62,8 +62,7 @@ def load_rates(tx: Tx, order_id: str, service: str) -> dict[str, Rate]:
         select(order_rates).where(order_rates.c.order_id == order_id,
                                   order_rates.c.service == service)
     ).all()
-    return {row.source: Rate(Decimal(row.rate), None if row.max_value is None
-                             else Decimal(row.max_value)) for row in rows}
+    return {row.source: Rate(row.rate, row.max_value) for row in rows}
 
 
 def run(tx: Tx, task: stq.Task, kwargs: OrderKwargs) -> stq.JobResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from functools import lru_cache
 
 from pydantic import Field
@@ -25,8 +24,8 @@ class Settings(BaseSettings):
     peer_timeout_s: float = 5.0
 
     cashback_retry_max_operations: int = Field(10, ge=1)
-    cashback_retry_min_delay_s: Decimal = Field(Decimal(1), gt=0)
-    cashback_retry_max_delay_s: Decimal = Field(Decimal(172800), gt=0)
+    cashback_retry_min_delay_s: float = Field(1.0, gt=0)
+    cashback_retry_max_delay_s: float = Field(172800.0, gt=0)
     # Polling an invoice whose cashback is in progress: first wait, growing by half each poll.
     cashback_poll_initial_s: float = Field(1.0, ge=0)
     cashback_poll_max_s: float = Field(60.0, ge=0)
