@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from clients.accounter import accounter_thrift, base_thrift
 from clients.sandbox.control import (
-    BadControlRequest,
     CallLog,
     control_routes,
     error,
@@ -367,10 +366,7 @@ def create_app(state: AccounterState | None = None, faults: Faults | None = None
     }
 
     async def add_account(request: Request) -> JSONResponse:
-        try:
-            body = await parse_control_body(request, NewAccount)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        body = await parse_control_body(request, NewAccount)
         try:
             account_id = state.add_account(body.currency, body.description, account_id=body.id)
         except ValueError as exc:

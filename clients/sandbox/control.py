@@ -1,22 +1,25 @@
 """The control API every sandbox peer serves under `/_sandbox/`, beside its real protocol.
 
 `GET state` (what the peer holds, the calls it received, its fault plan), `POST reset` (state,
-call counts and faults) and the fault routes are the same for every peer; each peer adds its
-own seeding routes, parsing their bodies with `parse_control_body` and answering errors with
-`error`.
+call counts and faults) and `POST|GET|DELETE faults` are the same for every peer; each peer
+adds its own seeding routes. Apps built with `sandbox_app` answer a body that
+`parse_control_body` refuses with a 400, so routes need not catch it; every error has the
+`{code, message}` body of `error`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from clients.sandbox.faults import Faults, fault_routes
+from clients.sandbox.faults import Faults, FaultSpecError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -88,6 +91,36 @@ def control_routes(state: PeerState, faults: Faults, calls: CallLog | None = Non
         faults.clear()
         return JSONResponse({"reset": True})
 
+    async def configure_faults(request: Request) -> JSONResponse:
+        try:
+            spec = await request.json()
+        except ValueError:
+            return error(400, "bad_fault_spec", "the body is not valid JSON")
+        try:
+            faults.configure(spec)
+        except FaultSpecError as exc:
+            return error(400, "bad_fault_spec", str(exc))
+        return JSONResponse(faults.snapshot())
+
+    async def clear_faults(request: Request) -> JSONResponse:
+        faults.clear()
+        return JSONResponse(faults.snapshot())
+
+    async def show_faults(request: Request) -> JSONResponse:
+        return JSONResponse(faults.snapshot())
+
     return [Route("/_sandbox/state", inspect, methods=["GET"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),
-            *fault_routes(faults)]
+            Route("/_sandbox/faults", configure_faults, methods=["POST"]),
+            Route("/_sandbox/faults", clear_faults, methods=["DELETE"]),
+            Route("/_sandbox/faults", show_faults, methods=["GET"])]
+
+
+def sandbox_app(routes: Sequence[BaseRoute]) -> Starlette:
+    """A sandbox's HTTP app: `routes`, with a refused control body answered 400."""
+    return Starlette(routes=list(routes),
+                     exception_handlers={BadControlRequest: _bad_control_request})
+
+
+async def _bad_control_request(request: Request, exc: Exception) -> Response:
+    return error(400, "bad_request", str(exc))

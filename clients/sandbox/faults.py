@@ -22,10 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 # The faults the JSON-over-HTTP sandboxes understand.
 JSON_FAULTS = frozenset({"500", "502", "503", "504", "429", "timeout", "timeout_after", "reset"})
 
@@ -146,10 +142,9 @@ class Faults:
         parsed: dict[str, float] = {}
         for name, rate in rates.items():
             self._check_name(name)
-            # A probability, not money: float is the natural type here.
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
                 raise FaultSpecError(f"rate of {name!r} must be a number in [0, 1]")
-            parsed[name] = float(rate)
+            parsed[name] = rate
         if sum(parsed.values()) > 1:
             raise FaultSpecError("rates must add up to at most 1")
         return parsed
@@ -170,35 +165,3 @@ def _non_negative_int(spec: dict[str, Any], key: str, default: int) -> int:
     if not _is_int(value) or value < 0:
         raise FaultSpecError(f"{key!r} must be a non-negative integer")
     return value
-
-
-def fault_routes(faults: Faults) -> list[Route]:
-    """`POST /_sandbox/faults` (configure), `DELETE` (clear), `GET` (inspect)."""
-
-    async def configure(request: Request) -> JSONResponse:
-        try:
-            spec = await request.json()
-        except ValueError:
-            return _bad_spec("the body is not valid JSON")
-        try:
-            faults.configure(spec)
-        except FaultSpecError as exc:
-            return _bad_spec(str(exc))
-        return JSONResponse(faults.snapshot())
-
-    async def clear(request: Request) -> JSONResponse:
-        faults.clear()
-        return JSONResponse(faults.snapshot())
-
-    async def inspect(request: Request) -> JSONResponse:
-        return JSONResponse(faults.snapshot())
-
-    return [
-        Route("/_sandbox/faults", configure, methods=["POST"]),
-        Route("/_sandbox/faults", clear, methods=["DELETE"]),
-        Route("/_sandbox/faults", inspect, methods=["GET"]),
-    ]
-
-
-def _bad_spec(message: str) -> JSONResponse:
-    return JSONResponse({"code": "bad_fault_spec", "message": message}, status_code=400)

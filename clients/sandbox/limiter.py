@@ -23,10 +23,8 @@ from starlette.routing import Route
 
 from clients.limiter import base_thrift, limiter_base_thrift, limiter_thrift
 from clients.sandbox.control import (
-    BadControlRequest,
     CallLog,
     control_routes,
-    error,
     parse_control_body,
 )
 from clients.sandbox.faults import Faults
@@ -264,10 +262,7 @@ def create_app(state: LimiterState | None = None, faults: Faults | None = None) 
     }
 
     async def configure_limit(request: Request) -> JSONResponse:
-        try:
-            body = await parse_control_body(request, LimitConfig)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        body = await parse_control_body(request, LimitConfig)
         state.configure_limit(body.id, body.currency, body.upper_boundary, body.description)
         return JSONResponse(body.model_dump(), status_code=201)
 

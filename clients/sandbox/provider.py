@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.sandbox.control import control_routes, error, parse_control_body, sandbox_app
 from clients.sandbox.faults import JSON_FAULTS, Faults
 from clients.sandbox.json_peer import answer
 
@@ -177,10 +177,7 @@ def create_app(state: ProviderState | None = None, faults: Faults | None = None)
     faults = faults or Faults(JSON_FAULTS)
 
     async def process(request: Request) -> Response:
-        try:
-            parsed = await parse_control_body(request, ProcessRequest)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        parsed = await parse_control_body(request, ProcessRequest)
         body = await request.json()
 
         def handle() -> Response:
@@ -193,14 +190,11 @@ def create_app(state: ProviderState | None = None, faults: Faults | None = None)
                             handle)
 
     async def set_scenario(request: Request) -> Response:
-        try:
-            scenario = await parse_control_body(request, Scenario)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        scenario = await parse_control_body(request, Scenario)
         state.set_scenario(scenario)
         return JSONResponse(state.snapshot()["scenarios"])
 
-    return Starlette(routes=[
+    return sandbox_app([
         Route("/v1/sessions/process", process, methods=["POST"]),
         Route("/_sandbox/scenarios", set_scenario, methods=["POST"]),
         *control_routes(state, faults),

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.sandbox.control import control_routes, parse_control_body, sandbox_app
 from clients.sandbox.faults import JSON_FAULTS, Faults
 from clients.sandbox.json_peer import answer
 
@@ -53,10 +53,7 @@ def create_app(state: PushState | None = None, faults: Faults | None = None) -> 
     faults = faults or Faults(JSON_FAULTS)
 
     async def silent(request: Request) -> Response:
-        try:
-            push = await parse_control_body(request, SilentPush)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        push = await parse_control_body(request, SilentPush)
 
         def handle() -> Response:
             state.record(push)
@@ -64,7 +61,7 @@ def create_app(state: PushState | None = None, faults: Faults | None = None) -> 
 
         return await answer(faults, f"push/silent {push.yandex_uid}", handle)
 
-    return Starlette(routes=[
+    return sandbox_app([
         Route("/v1/push/silent", silent, methods=["POST"]),
         *control_routes(state, faults),
     ])

@@ -33,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.control import BadControlRequest, control_routes, error, parse_control_body
+from clients.json_http import to_wire
+from clients.sandbox.control import control_routes, error, parse_control_body, sandbox_app
 from clients.sandbox.faults import JSON_FAULTS, Faults
 from clients.sandbox.json_peer import answer
 
@@ -68,7 +69,7 @@ def _decimal(text: Any, what: str) -> Decimal:
 
 
 def _amounts_json(amounts: dict[str, Decimal]) -> list[dict[str, str]]:
-    return [{"source": source, "amount": format(amount, "f")}
+    return [{"source": source, "amount": to_wire(amount)}
             for source, amount in sorted(amounts.items())]
 
 
@@ -436,22 +437,17 @@ def create_app(state: TransactionsState | None = None, faults: Faults | None = N
         try:
             body = await parse_control_body(request, InvoiceSeed)
             return JSONResponse(state.seed(body), status_code=201)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
         except _Refused as refused:
             return error(400, "bad_request", str(refused))
 
     async def configure(request: Request) -> JSONResponse:
-        try:
-            body = await parse_control_body(request, SettingsBody)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        body = await parse_control_body(request, SettingsBody)
         return JSONResponse(state.configure(body))
 
     async def show_settings(request: Request) -> JSONResponse:
         return JSONResponse(state.settings())
 
-    return Starlette(routes=[
+    return sandbox_app([
         Route("/v2/invoice/retrieve", retrieve, methods=["POST"]),
         Route("/v2/cashback/update", update, methods=["POST"]),
         Route("/_sandbox/invoices", seed, methods=["POST"]),

@@ -23,11 +23,11 @@ from starlette.routing import Route
 
 from clients.json_http import to_wire
 from clients.sandbox.control import (
-    BadControlRequest,
     CallLog,
     control_routes,
     error,
     parse_control_body,
+    sandbox_app,
 )
 from clients.sandbox.faults import JSON_FAULTS, Faults
 from clients.sandbox.json_peer import answer
@@ -133,10 +133,7 @@ def create_app(state: WalletState | None = None, faults: Faults | None = None) -
             {"balances": state.balances(yandex_uid, currencies)}))
 
     async def create(request: Request) -> Response:
-        try:
-            body = await parse_control_body(request, CreateRequest)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
+        body = await parse_control_body(request, CreateRequest)
         calls.record("create")
         return await answer(faults, f"create {body.yandex_uid}",
                             lambda: JSONResponse({"wallet_id": state.create(body)}))
@@ -145,12 +142,10 @@ def create_app(state: WalletState | None = None, faults: Faults | None = None) -
         try:
             spec = await parse_control_body(request, SeedWallet)
             return JSONResponse(state.seed(spec), status_code=201)
-        except BadControlRequest as exc:
-            return error(400, "bad_request", str(exc))
         except WalletExists as exc:
             return error(409, "wallet_exists", str(exc))
 
-    return Starlette(routes=[
+    return sandbox_app([
         Route("/v1/balances", balances, methods=["GET"]),
         Route("/v1/create", create, methods=["POST"]),
         Route("/_sandbox/wallets", seed, methods=["POST"]),

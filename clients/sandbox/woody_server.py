@@ -16,17 +16,15 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
-from clients.sandbox.control import CallLog
+from clients.sandbox.control import CallLog, sandbox_app
 from clients.sandbox.faults import Faults
 from clients.woody import (
     DECODE_ERRORS,
@@ -59,7 +57,6 @@ _ERROR_FAULTS: dict[str, tuple[int, str]] = {
 WOODY_FAULTS = frozenset({*_ERROR_FAULTS, "timeout", "timeout_after"})
 
 Handler = Callable[..., Any]
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Rejected(Exception):
@@ -264,4 +261,4 @@ def create_woody_app(service: Any, handlers: Mapping[str, Handler], faults: Faul
                      calls: CallLog, control: Sequence[BaseRoute]) -> WoodyApp:
     """A peer app: the Thrift endpoint at "/", the `control` routes (`/_sandbox/...`) beside."""
     return WoodyApp(woody_endpoint(service, handlers, faults, calls),
-                    Starlette(routes=list(control)))
+                    sandbox_app(control))
