@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support import env
 
-SLOT = env.apply()  # before anything reads settings
+env.apply()  # before anything reads settings
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -13,7 +13,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
 
+from celgate.api import create_app  # noqa: E402
 from celgate.processes import ROOT, ManagedProcess  # noqa: E402
 from celgate.processes import worker as worker_process  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
@@ -54,3 +56,10 @@ def running_worker(worker: ManagedProcess) -> ManagedProcess:
     if not worker.alive:
         worker.start()
     return worker
+
+
+@pytest.fixture
+def api(database: str) -> Iterator[TestClient]:
+    """The whole HTTP app in this process, with the test bearer token."""
+    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
+        yield client

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,9 +39,6 @@ def _bindings(args: argparse.Namespace) -> list[Binding]:
     bindings = []
     for server in registry.select(names):
         factory = registry.load_factory(server)
-        if factory is None:
-            print(f"skipped {server.name}: {server.module} does not exist", file=sys.stderr)
-            continue
         bindings.append(Binding(server.name, factory(), args.host,
                                 server.default_port + args.port_offset))
     return bindings

@@ -32,10 +32,6 @@ class Server:
     default_port: int
     peers: tuple[Peer, ...]
 
-    @property
-    def module(self) -> str:
-        return self.factory.partition(":")[0]
-
 
 SERVERS: tuple[Server, ...] = (
     Server("woody_peers", "clients.sandbox.woody_peers:create_app", 8022, (
@@ -73,19 +69,10 @@ def select(names: Iterable[str] | None = None) -> list[Server]:
             if server.name in wanted or any(peer.name in wanted for peer in server.peers)]
 
 
-def load_factory(server: Server) -> AppFactory | None:
-    """The server's app factory, or None when its module does not exist (not written yet).
-
-    Only the absence of the module itself counts: an import error inside it propagates.
-    """
+def load_factory(server: Server) -> AppFactory:
+    """The server's app factory (imported only when the server is started)."""
     module_name, _, function = server.factory.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    return getattr(module, function)
+    return getattr(importlib.import_module(module_name), function)
 
 
 def address_of(server: Server, urls: dict[str, str]) -> tuple[str, int]:

@@ -1,20 +1,18 @@
 """Cashback end to end: the HTTP API in this process, the worker process, sandbox transactions.
 
-`api` is a client of the whole HTTP app (bearer token set); `transactions` drives the sandbox
-transactions service of the `peers` fixture; `new_order_id` gives each test its own orders.
+`api` (tests/conftest.py) is a client of the whole HTTP app; `transactions`
+(tests/fixtures/sandbox.py) drives the sandbox transactions service; `new_order_id` gives each
+test its own orders.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from celgate.api import create_app
-from tests.fixtures.sandbox import Sandbox
 from tests.support.waiting import wait_for
 
 SERVICE = "taxi"
@@ -23,49 +21,8 @@ YANDEX_UID = "uid-1"
 
 
 @pytest.fixture
-def api(database: str) -> Iterator[TestClient]:
-    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
-        yield client
-
-
-@pytest.fixture
 def new_order_id() -> str:
     return f"order-{uuid.uuid4().hex[:12]}"
-
-
-class Transactions:
-    """The sandbox transactions service: seed invoices, set outcomes, count updates."""
-
-    def __init__(self, peers: Sandbox) -> None:
-        self._peers = peers
-
-    def control(self, path: str, body: Any = None, method: str = "POST") -> Any:
-        return self._peers.control("transactions", path, body, method)
-
-    def seed(self, invoice_id: str, **fields: Any) -> dict[str, Any]:
-        body = {"id": invoice_id, "currency": CURRENCY, "user_ip": "127.0.0.1",
-                "yandex_uid": YANDEX_UID, **fields}
-        return self.control("invoices", body)
-
-    def settings(self, **settings: Any) -> None:
-        self.control("settings", settings)
-
-    def invoice(self, invoice_id: str) -> dict[str, Any]:
-        return self._peers.state("transactions")["invoices"][invoice_id]
-
-    def updates(self, invoice_id: str, outcome: str | None = "accepted") -> list[dict[str, Any]]:
-        """Update calls for the invoice (those with `outcome`; every one when None)."""
-        return [u for u in self._peers.state("transactions")["updates"]
-                if u.get("invoice_id") == invoice_id
-                and (outcome is None or u["outcome"] == outcome)]
-
-    def operations(self, invoice_id: str) -> list[dict[str, Any]]:
-        return self.invoice(invoice_id)["cashback"]["operations"]
-
-
-@pytest.fixture
-def transactions(peers: Sandbox) -> Transactions:
-    return Transactions(peers)
 
 
 def register_body(order_id: str, values: dict[str, str], **extra: Any) -> dict[str, Any]:

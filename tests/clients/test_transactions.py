@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -21,38 +20,12 @@ from clients.transactions import (
 from tests.fixtures.sandbox import Sandbox
 
 
-class Transactions:
-    """The transactions sandbox of the shared `peers` fixture, with shortcuts."""
-
-    def __init__(self, peers: Sandbox) -> None:
-        self.peers = peers
-
-    def control(self, path: str, body: Any = None, method: str = "POST") -> Any:
-        return self.peers.control("transactions", path, body, method)
-
-    def invoice(self, invoice_id: str) -> dict[str, Any]:
-        return self.peers.state("transactions")["invoices"][invoice_id]
-
-    def updates(self) -> list[dict[str, Any]]:
-        return self.peers.state("transactions")["updates"]
-
-
-@pytest.fixture
-def sandbox(peers: Sandbox) -> Transactions:
-    return Transactions(peers)
-
-
 @pytest.fixture
 def client(peers: Sandbox) -> Iterator[TransactionsClient]:
     transactions = TransactionsClient(peers.url("transactions"), timeout_s=1, attempts=3,
                                       backoff_s=0.01)
     yield transactions
     transactions.close()
-
-
-def seed(sandbox: Transactions, invoice_id: str = "order-1", **extra: Any) -> dict[str, Any]:
-    return sandbox.control("invoices", {"id": invoice_id, "currency": "RUB",
-                                        "user_ip": "127.0.0.1", "yandex_uid": "uid-1", **extra})
 
 
 def update(client: TransactionsClient, operation_id: str, version: int,
@@ -62,9 +35,9 @@ def update(client: TransactionsClient, operation_id: str, version: int,
                            reward=reward)
 
 
-def test_retrieve_parses_the_invoice_with_decimal_amounts(sandbox, client):
+def test_retrieve_parses_the_invoice_with_decimal_amounts(transactions, client):
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    seed(sandbox, cleared=[{"payment_type": "card",
+    transactions.seed("order-1", cleared=[{"payment_type": "card",
                             "items": [{"item_id": "ride", "amount": "250.50"}]}],
          cashback={"status": "success", "version": 3,
                    "rewarded": [{"source": "user", "amount": "10.25"}],
@@ -87,19 +60,19 @@ def test_retrieve_parses_the_invoice_with_decimal_amounts(sandbox, client):
         "op-1", "done", created)
 
 
-def test_retrieve_of_an_unknown_invoice_is_not_found(sandbox, client):
+def test_retrieve_of_an_unknown_invoice_is_not_found(transactions, client):
     with pytest.raises(InvoiceNotFound):
         client.retrieve_invoice("nobody")
 
 
-def test_update_sends_the_target_as_decimal_strings_and_succeeds_after_the_delay(sandbox,
+def test_update_sends_the_target_as_decimal_strings_and_succeeds_after_the_delay(transactions,
                                                                                client):
-    seed(sandbox)
-    sandbox.control("settings", {"delay_s": 0.3})
+    transactions.seed("order-1")
+    transactions.control("settings", {"delay_s": 0.3})
 
     update(client, "order-1/v1", 1, {"user": Decimal("100.50"), "service": Decimal("50")})
 
-    [call] = sandbox.updates()
+    [call] = transactions.updates(outcome=None)
     assert call["body"]["reward"] == [{"source": "service", "amount": "50"},
                                       {"source": "user", "amount": "100.50"}]
     assert call["outcome"] == "accepted"
@@ -117,8 +90,8 @@ def test_update_sends_the_target_as_decimal_strings_and_succeeds_after_the_delay
         "user": Decimal("100.50"), "service": Decimal("50")}
 
 
-def test_the_same_operation_id_again_is_accepted_without_a_new_operation(sandbox, client):
-    seed(sandbox)
+def test_the_same_operation_id_again_is_accepted_without_a_new_operation(transactions, client):
+    transactions.seed("order-1")
     update(client, "order-1/v1", 1, {"user": Decimal("10")})
 
     update(client, "order-1/v1", 1, {"user": Decimal("10")})
@@ -126,42 +99,42 @@ def test_the_same_operation_id_again_is_accepted_without_a_new_operation(sandbox
     invoice = client.retrieve_invoice("order-1")
     assert [op.operation_id for op in invoice.cashback.operations] == ["order-1/v1"]
     assert invoice.cashback.version == 2
-    assert [u["outcome"] for u in sandbox.updates()] == ["accepted", "repeat"]
+    assert [u["outcome"] for u in transactions.updates(outcome=None)] == ["accepted", "repeat"]
 
 
-def test_a_stale_version_is_a_conflict_and_changes_nothing(sandbox, client):
-    seed(sandbox, cashback={"status": "success", "version": 5})
+def test_a_stale_version_is_a_conflict_and_changes_nothing(transactions, client):
+    transactions.seed("order-1", cashback={"status": "success", "version": 5})
 
     with pytest.raises(VersionConflict):
         update(client, "order-1/v1", 4, {"user": Decimal("10")})
 
-    invoice = sandbox.invoice("order-1")
+    invoice = transactions.invoice("order-1")
     assert invoice["cashback"]["version"] == 5
     assert invoice["cashback"]["operations"] == []
 
 
-def test_an_update_while_one_is_in_progress_is_a_conflict(sandbox, client):
-    seed(sandbox)
-    sandbox.control("settings", {"delay_s": 30})
+def test_an_update_while_one_is_in_progress_is_a_conflict(transactions, client):
+    transactions.seed("order-1")
+    transactions.control("settings", {"delay_s": 30})
     update(client, "order-1/v1", 1, {"user": Decimal("10")})
 
     with pytest.raises(VersionConflict):
         update(client, "order-1/v2", 2, {"user": Decimal("20")})
 
 
-def test_unknown_invoice_and_negative_amount_are_typed_errors(sandbox, client):
-    seed(sandbox)
+def test_unknown_invoice_and_negative_amount_are_typed_errors(transactions, client):
+    transactions.seed("order-1")
     with pytest.raises(InvoiceNotFound):
         update(client, "x/v1", 1, {"user": Decimal("1")}, invoice_id="nobody")
     with pytest.raises(BadRequest):
         update(client, "order-1/v1", 1, {"user": Decimal("-1")})
-    assert sandbox.invoice("order-1")["cashback"]["operations"] == []
+    assert transactions.invoice("order-1")["cashback"]["operations"] == []
 
 
-def test_a_failed_outcome_keeps_the_rewarded_cashback(sandbox, client):
-    seed(sandbox, cashback={"status": "success", "version": 1,
+def test_a_failed_outcome_keeps_the_rewarded_cashback(transactions, client):
+    transactions.seed("order-1", cashback={"status": "success", "version": 1,
                             "rewarded": [{"source": "user", "amount": "5"}]})
-    sandbox.control("settings", {"outcomes": ["failed"]})
+    transactions.control("settings", {"outcomes": ["failed"]})
 
     update(client, "order-1/v1", 1, {"user": Decimal("10")})
     update(client, "order-1/v1/retry/1", 2, {"user": Decimal("10")})
@@ -173,35 +146,35 @@ def test_a_failed_outcome_keeps_the_rewarded_cashback(sandbox, client):
     assert invoice.cashback.rewarded[0].amount == Decimal("10")
 
 
-def test_rate_limiting_is_a_typed_error_and_not_retried_inline(sandbox, client):
-    seed(sandbox)
-    sandbox.control("faults", {"once": ["429"], "match": "cashback/update"})
+def test_rate_limiting_is_a_typed_error_and_not_retried_inline(transactions, client):
+    transactions.seed("order-1")
+    transactions.control("faults", {"once": ["429"], "match": "cashback/update"})
 
     with pytest.raises(RateLimited):
         update(client, "order-1/v1", 1, {"user": Decimal("10")})
 
-    state = sandbox.control("state", method="GET")
+    state = transactions.control("state", method="GET")
     assert state["faults"]["injected"] == {"429": 1}
     assert state["updates"] == []
 
 
-def test_an_unavailable_peer_is_retried_with_the_same_operation_id(sandbox, client):
-    seed(sandbox)
-    sandbox.control("faults", {"once": ["503", "reset"], "match": "cashback/update"})
+def test_an_unavailable_peer_is_retried_with_the_same_operation_id(transactions, client):
+    transactions.seed("order-1")
+    transactions.control("faults", {"once": ["503", "reset"], "match": "cashback/update"})
 
     update(client, "order-1/v1", 1, {"user": Decimal("10")})
 
     # The 503 ran nothing; the reset applied the update and cut the answer; the third
     # attempt repeated the id and the peer took it as the same operation.
-    assert [u["outcome"] for u in sandbox.updates()] == ["accepted", "repeat"]
-    assert len(sandbox.invoice("order-1")["cashback"]["operations"]) == 1
+    assert [u["outcome"] for u in transactions.updates(outcome=None)] == ["accepted", "repeat"]
+    assert len(transactions.invoice("order-1")["cashback"]["operations"]) == 1
 
 
-def test_a_peer_that_keeps_failing_is_unavailable_after_the_attempts(sandbox, client):
-    seed(sandbox)
-    sandbox.control("faults", {"rates": {"503": 1.0}})
+def test_a_peer_that_keeps_failing_is_unavailable_after_the_attempts(transactions, client):
+    transactions.seed("order-1")
+    transactions.control("faults", {"rates": {"503": 1.0}})
 
     with pytest.raises(TransactionsUnavailable):
         client.retrieve_invoice("order-1")
 
-    assert sandbox.control("faults", method="GET")["injected"] == {"503": 3}
+    assert transactions.control("faults", method="GET")["injected"] == {"503": 3}

@@ -7,7 +7,7 @@ builds a register or hold body over them; `api` is a client of the payments rout
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,17 +15,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from celgate.api import create_app
 from tests.fixtures.sandbox import Sandbox
 from tests.support.waiting import wait_for
 
 CURRENCY = "RUB"
-
-
-@pytest.fixture
-def api(database: str) -> Iterator[TestClient]:
-    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
-        yield client
 
 
 @dataclass(frozen=True)

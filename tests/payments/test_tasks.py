@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.payments.conftest import events, new_ids, payment_body, wait_payment
-from tests.runtime.helpers import messages_with
+from tests.runtime.helpers import messages_with, rejections
 from tests.support.waiting import wait_for
 from workers.celery_app import app
 
@@ -59,11 +59,6 @@ def test_bad_capture_messages_are_rejected_and_acked(running_worker, broker, kwa
     marker = f"reason-{uuid.uuid4().hex[:12]}"  # the reason finds the message and its log line
     app.send_task("payments.capture", kwargs={**kwargs, "reason": marker})
     log = running_worker.log_path
-    wait_for(lambda: _rejections(log, code, marker), what=f"a logged {code} rejection")
+    wait_for(lambda: rejections(log, code, marker), what=f"a logged {code} rejection")
     wait_for(lambda: not messages_with(broker, marker), what="the message to be acked")
-    assert len(_rejections(log, code, marker)) == 1, "rejected once, not retried"
-
-
-def _rejections(log, code: str, marker: str) -> list[str]:
-    return [line for line in log.read_text(errors="replace").splitlines()
-            if '"task rejected"' in line and code in line and marker in line]
+    assert len(rejections(log, code, marker)) == 1, "rejected once, not retried"

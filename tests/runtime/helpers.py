@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 
 import redis
 from sqlalchemy import select, update
@@ -72,3 +73,9 @@ def messages_with(client: redis.Redis, text: str) -> list[dict]:
 
 def _decode_body(message: dict) -> str:
     return base64.b64decode(message["body"]).decode()
+
+
+def rejections(log: Path, code: str, marker: str) -> list[str]:
+    """The worker log's "task rejected" lines naming `code` and `marker`."""
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if '"task rejected"' in line and code in line and marker in line]

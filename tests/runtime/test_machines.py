@@ -22,10 +22,7 @@ from tests.support.waiting import wait_for
 from workers import machines
 from workers.tasks import sweep
 
-
-@pytest.fixture(autouse=True)
-def _db(database):
-    return database
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def test_a_machine_runs_its_steps_through_the_worker(running_worker):

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.runtime.helpers import messages_with
+from tests.runtime.helpers import messages_with, rejections
 from tests.support import toys
 from tests.support.waiting import wait_for
 from workers.celery_app import app
@@ -28,21 +28,14 @@ def test_bad_timeout_messages_are_rejected_and_acked(running_worker, broker, kwa
         kwargs = {**kwargs, "marker": marker}
     app.send_task(toys.NAMESPACE.task_name, kwargs=kwargs)
     log = running_worker.log_path
-    wait_for(lambda: _rejections(log, code, marker), what=f"a logged {code} rejection")
+    wait_for(lambda: rejections(log, code, marker), what=f"a logged {code} rejection")
     wait_for(lambda: not messages_with(broker, marker), what="the message to be acked")
-    assert len(_rejections(log, code, marker)) == 1, "rejected once, not retried"
+    assert len(rejections(log, code, marker)) == 1, "rejected once, not retried"
 
 
 def test_positional_arguments_are_rejected(running_worker, broker):
     marker = uuid.uuid4().hex
     app.send_task(toys.STQ_QUEUE, args=[marker])
-    wait_for(lambda: _rejections(running_worker.log_path, "keyword arguments only", marker),
+    wait_for(lambda: rejections(running_worker.log_path, "keyword arguments only", marker),
              what="a logged rejection")
     wait_for(lambda: not messages_with(broker, marker), what="the message to be acked")
-
-
-def _rejections(log, code: str, marker: str) -> list[str]:
-    return [
-        line for line in log.read_text(errors="replace").splitlines()
-        if '"task rejected"' in line and code in line and marker in line
-    ]

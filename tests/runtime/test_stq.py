@@ -17,10 +17,7 @@ from workers.tables import stq_tasks
 from workers.tasks import sweep
 from workers.timers import publish
 
-
-@pytest.fixture(autouse=True)
-def _db(database):
-    return database
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def add(name: str, **kwargs) -> None:
