@@ -23,8 +23,6 @@ import time
 import uuid
 from typing import Any
 
-import requests
-
 from benchmarks import harness, runtime_bench
 
 ORDER_STEPS = 3  # register, the charge run that sends the update, the one that confirms it
@@ -35,10 +33,7 @@ TIMEOUT_S = 900
 def _control(path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
     from workers.settings import get_settings
 
-    response = requests.request(method, f"{get_settings().transactions_url}/_sandbox/{path}",
-                                json=body, timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return harness.sandbox_control(get_settings().transactions_url, path, body, method)
 
 
 def _charged_at(order_ids: list[str]) -> dict[str, float]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SANDBOX_PORT_OFFSET = 20000
 
@@ -79,6 +80,15 @@ def start_sandbox(peers: str) -> ManagedProcess:
     return process
 
 
+def sandbox_control(url: str, path: str, body: Any = None, method: str = "POST") -> Any:
+    """A call to the control API (`/_sandbox/<path>`) of the sandbox peer at `url`."""
+    import requests
+
+    response = requests.request(method, f"{url}/_sandbox/{path}", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
 def start_worker(concurrency: int = 2, extra_imports: str = "") -> ManagedProcess:
     env = {**os.environ, "WORKER_EXTRA_IMPORTS": extra_imports}
     log = Path(tempfile.mkdtemp(prefix="celgate-bench-")) / "worker.log"
@@ -111,7 +121,8 @@ class Figures:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
     def line(self, unit: str) -> str:
-        text = f"{self.name:<28} {self.items:>6} {unit} in {self.seconds:7.2f}s = {self.rate:8.1f} {unit}/s"
+        text = (f"{self.name:<28} {self.items:>6} {unit} in {self.seconds:7.2f}s = "
+                f"{self.rate:8.1f} {unit}/s")
         if self.latencies:
             text += (f"   p50 {self.percentile(50) * 1000:7.1f} ms   p99 "
                      f"{self.percentile(99) * 1000:7.1f} ms")

@@ -12,8 +12,8 @@ measured in the same run on the same worker pool:
   (4 tasks); latency from sending the capture task to `captured`.
 
 The sandbox Accounter, Limiter and provider run in a subprocess (`celgate-sandbox`) on ports
-shifted by `harness.SANDBOX_PORT_OFFSET`. The bare chain calls no peer, so the ratio includes the peers'
-round trips as well as the durable runtime.
+shifted by `harness.SANDBOX_PORT_OFFSET`. The bare chain calls no peer, so the ratio includes
+the peers' round trips as well as the durable runtime.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from benchmarks import harness, runtime_bench
 from celgate.processes import ManagedProcess
@@ -77,21 +75,16 @@ class CpuMeter:
                                              for name, seconds in self.used.items())
 
 
-def _control(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(f"{url}/_sandbox/{path}", json=body, timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
 def payment_template() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A three-posting cash flow over fresh sandbox accounts, and one turnover limit."""
     from workers.settings import get_settings
 
     settings = get_settings()
-    accounts = [_control(settings.accounter_url, "accounts", {"currency": CURRENCY})["id"]
+    new_account = {"currency": CURRENCY}
+    accounts = [harness.sandbox_control(settings.accounter_url, "accounts", new_account)["id"]
                 for _ in range(4)]
     limit_id = f"bench-{uuid.uuid4().hex[:8]}"
-    _control(settings.limiter_url, "limits", {"id": limit_id, "currency": CURRENCY})
+    harness.sandbox_control(settings.limiter_url, "limits", {"id": limit_id, "currency": CURRENCY})
     types = ["provider.settlement", "merchant.settlement", "system.settlement",
              "external.outcome"]
     volumes = [{"share": {"p": 1, "q": 1, "rounding": "round_half_towards_zero"}},

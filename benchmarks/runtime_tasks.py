@@ -1,4 +1,5 @@
-"""Tasks the runtime benchmark runs in the worker: a K-step machine and a bare Celery chain.
+"""Tasks the benchmarks run in the worker: a K-step machine and the bare Celery chain that
+every benchmark compares with.
 
 The bare chain is the baseline: each step is one PostgreSQL transaction (lock and update a row)
 and a `send_task` of the next step, the least a durable step could do.
