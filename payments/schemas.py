@@ -31,6 +31,7 @@ from payments.cashflow import (
     ShareVolume,
 )
 from payments.decisions import CaptureCommand
+from payments.errors import InvalidAmount
 from payments.model import (
     Cart,
     CartLine,
@@ -52,6 +53,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A JSON number written with a fraction or an exponent arrives as a float; from 2**53 on a
+# float no longer holds every whole number, so such an amount may have lost its last digits.
+_EXACT_FLOAT_LIMIT = 2**53
+
+
 class MoneyBody(_Body):
     # A fractional JSON number passes the schema and is refused as a value (400).
     amount: StrictInt | StrictFloat
@@ -59,8 +65,12 @@ class MoneyBody(_Body):
 
     def to_domain(self) -> Money:
         amount = self.amount
-        return Money.of(Decimal(str(amount)) if isinstance(amount, float) else amount,
-                        self.currency)
+        if isinstance(amount, float):
+            if abs(amount) >= _EXACT_FLOAT_LIMIT:
+                raise InvalidAmount(f"amount {amount!r} is not exact as a JSON number with a "
+                                    "fraction or exponent: send whole minor units as an integer")
+            return Money.of(Decimal(str(amount)), self.currency)
+        return Money.of(amount, self.currency)
 
 
 class AccountBody(_Body):

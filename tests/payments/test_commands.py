@@ -31,6 +31,9 @@ def waiting(running_worker, peers, api, ledger):
          "amount_exceeded_capture_balance"),
         ({"reason": "x", "cost": {"amount": -5, "currency": "RUB"}}, 400, "invalid_amount"),
         ({"reason": "x", "cost": {"amount": 10.5, "currency": "RUB"}}, 400, "invalid_amount"),
+        # 1e16 + 1 as a JSON float is already 1e16: an amount that lost a digit is refused.
+        ({"reason": "x", "cost": {"amount": 1e16 + 1, "currency": "RUB"}}, 400,
+         "invalid_amount"),
         ({"reason": "x", "cost": {"amount": 10, "currency": "XYZ"}}, 400, "unknown_currency"),
         ({"reason": "x", "cost": {"amount": 600, "currency": "RUB"}, "cart": {"lines": [
             {"product": "tea", "quantity": 1, "price": {"amount": 500, "currency": "RUB"}}]}},
