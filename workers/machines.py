@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
@@ -277,8 +276,13 @@ _INSERT_MACHINE = """
 
 # The step path is two round trips: the row with its history under the lock, then one
 # statement that appends events and moves the row.
+# The due time is read inside the years Python can hold: a row stored before due times were
+# bounded (year 0 or 10000 in UTC) would otherwise make its machine unreadable.
 _SELECT_MACHINE = """
-    SELECT m.*, (
+    SELECT m.namespace, m.id, m.status, m.error, m.aux_state, m.last_event_id,
+        m.failed_attempts, m.timer_token, m.timer_sent_at, m.created_at, m.updated_at,
+        GREATEST(LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
+            AS timer_due_at, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history
@@ -300,6 +304,8 @@ _APPLY = """
         timer_due_at = CASE WHEN %(keep_timer)s THEN timer_due_at ELSE %(due)s END,
         timer_token = CASE WHEN %(keep_timer)s THEN timer_token ELSE %(token)s END,
         timer_sent_at = CASE WHEN %(keep_timer)s THEN timer_sent_at ELSE %(sent_at)s END,
+        timer_publish_at = CASE WHEN %(keep_timer)s THEN timer_publish_at
+                                ELSE %(publish_at)s END,
         failed_attempts = 0, error = NULL, updated_at = %(now)s
     WHERE namespace = %(namespace)s AND id = %(machine_id)s
 """
@@ -387,9 +393,7 @@ def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> N
     action = result.action
     # A fired timer is consumed: keeping it would run the same step again.
     keep_timer = action.kind == "keep" and not fired
-    due = action.due_at(current) if action.kind == "set" else None
-    token = uuid.uuid4().hex if due is not None else None
-    near = due is not None and timers.is_near(due)
+    armed = timers.arm(action.due_at(current), current) if action.kind == "set" else None
     tx.conn.exec_driver_sql(
         _APPLY,
         {
@@ -402,33 +406,30 @@ def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> N
             "aux_state": None if result.aux_state in (_KEEP, None) else json.dumps(
                 result.aux_state),
             "keep_timer": keep_timer,
-            "due": due,
-            "token": token,
-            # Stamped sent before the publish happens: if we die in between, the sweeper sees
-            # a send older than the allowance and publishes again.
-            "sent_at": current if near else None,
+            "due": armed and armed.due,
+            "token": armed and armed.token,
+            "sent_at": armed and armed.sent_at,
+            "publish_at": armed and armed.publish_at,
         },
     )
-    if near:
-        _publish_after_commit(tx, ns.name, row.id, token, due)
+    if armed is not None and armed.near:
+        _publish_after_commit(tx, ns.name, row.id, armed)
 
 
-def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, token: str,
-                          due: datetime) -> None:
-    message = _message(machine_id, token)
-    tx.after_commit(
-        lambda: timers.publish(timeout_task_name(namespace), message, timers.delay_until(due))
-    )
+def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, armed: timers.Armed) -> None:
+    message = _message(machine_id, armed.token)
+    tx.after_commit(lambda: timers.publish(timeout_task_name(namespace), message,
+                                           timers.delay_until(armed.due)))
 
 
 def _set_timer(tx: Tx, namespace: str, machine_id: str, due: datetime, **values: Any) -> None:
-    token, current = uuid.uuid4().hex, now()
-    near = timers.is_near(due)
-    values.update(timer_due_at=due, timer_token=token, timer_sent_at=current if near else None,
-                  updated_at=current)
+    current = now()
+    armed = timers.arm(due, current)
+    values.update(timer_due_at=armed.due, timer_token=armed.token, timer_sent_at=armed.sent_at,
+                  timer_publish_at=armed.publish_at, updated_at=current)
     _update(tx, namespace, machine_id, values)
-    if near:
-        _publish_after_commit(tx, namespace, machine_id, token, due)
+    if armed.near:
+        _publish_after_commit(tx, namespace, machine_id, armed)
 
 
 def _update(tx: Tx, namespace: str, machine_id: str, values: Json) -> None:
@@ -461,6 +462,7 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
             "timer_due_at": None,
             "timer_token": None,
             "timer_sent_at": None,
+            "timer_publish_at": None,
             "updated_at": now(),
         },
     )
@@ -471,38 +473,21 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+_SWEEP = timers.claim_sql("machines", ("namespace", "id"), due="timer_due_at",
+                          sent_at="timer_sent_at", publish_at="timer_publish_at",
+                          returning="t.namespace, t.id, t.timer_token")
+
+
 def sweep_due(limit: int) -> int:
-    """Publish timers that are due (or near) and whose message is missing or presumed lost."""
-    current = now()
-    candidates = (
-        select(machines.c.namespace, machines.c.id)
-        .where(
-            machines.c.status == "working",
-            timers.sweepable(machines.c.timer_due_at, machines.c.timer_sent_at, current),
-        )
-        .order_by(machines.c.timer_due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("candidates")
-    )
-    with transaction() as tx:
-        rows = tx.conn.execute(
-            update(machines)
-            .where(
-                and_(
-                    machines.c.namespace == candidates.c.namespace,
-                    machines.c.id == candidates.c.id,
-                )
-            )
-            .values(timer_sent_at=current)
-            .returning(machines.c.namespace, machines.c.id, machines.c.timer_token,
-                       machines.c.timer_due_at)
-        ).all()
-        for r in rows:
-            _publish_after_commit(tx, r.namespace, r.id, r.timer_token, r.timer_due_at)
-    if rows:
-        log.info("swept machine timers", extra={"count": len(rows)})
-    return len(rows)
+    """Publish one batch of timers whose publish time has come (near, or message lost)."""
+    def publish(row: Row, countdown: float) -> None:
+        timers.publish(timeout_task_name(row.namespace), _message(row.id, row.timer_token),
+                       countdown)
+
+    count = timers.sweep_batch(_SWEEP, limit, publish)
+    if count:
+        log.info("swept machine timers", extra={"count": count})
+    return count
 
 
 # --- the Celery side ----------------------------------------------------------------------
