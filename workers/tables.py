@@ -36,6 +36,8 @@ machines = Table(
     Column("timer_sent_at", DateTime(timezone=True), nullable=True),
     # When the sweeper next publishes the timer (migration 0006).
     Column("timer_publish_at", DateTime(timezone=True), nullable=True),
+    # The step the timer runs: its message goes out as that step's Celery task.
+    Column("timer_step", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index(

@@ -114,7 +114,7 @@ def test_workers_survive_redis_restarts(peers, database, ledger, tmp_path):
 def test_workers_survive_postgres_restarts(peers, ledger, tmp_path):
     from celgate import cli
 
-    postgres = PrivatePostgres(tmp_path / "pg")
+    postgres = PrivatePostgres()
     postgres.init()
     postgres.start()
     env = {**os.environ, "DATABASE_URL": postgres.url}
@@ -127,4 +127,4 @@ def test_workers_survive_postgres_restarts(peers, ledger, tmp_path):
                                 seed=12)
     finally:
         worker.stop()
-        postgres.stop()
+        postgres.remove()

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,15 +77,16 @@ class PrivateRedis:
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb in a temporary folder), trust auth on loopback."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         self.port = free_port()
-        self.datadir = workdir / "pgdata"
-        self.logfile = workdir / "postgres.log"
+        # Its own folder: pytest's temporary folders are closed to the postgres user.
+        self.workdir = Path(tempfile.mkdtemp(prefix="celgate-pg-"))
+        self.datadir = self.workdir / "pgdata"
+        self.logfile = self.workdir / "postgres.log"
         self.bindir = _pg_bindir()
         self._as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
         if self._as_postgres:
-            workdir.mkdir(parents=True, exist_ok=True)
-            shutil.chown(workdir, "postgres")
+            shutil.chown(self.workdir, "postgres")
 
     @property
     def url(self) -> str:
@@ -112,6 +114,10 @@ class PrivatePostgres:
         self.stop()
         time.sleep(down_s)
         self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _pg_bindir() -> Path:

@@ -1,10 +1,11 @@
-"""When the sweeper next publishes a timer or STQ row, as a column it can range over.
+"""When the sweeper next publishes a timer or STQ row, and which step a machine timer runs.
 
 The sweep used to test every due row's sent mark on each pass, re-sending every row whose
 message looked lost: a backlog longer than the redelivery allowance was re-sent in full on
 every pass and multiplied itself. `publish_at` holds the next moment a row is worth
 publishing; each re-send pushes it further out (doubling), and a partial index keeps the scan
-to the rows that are due for it.
+to the rows that are due for it. `timer_step` names the step a machine's timer runs, so its
+message (and a re-send) goes out as that step's own Celery task.
 
 Revision ID: 0006_timer_publish_at
 Revises: 0002_cashback
@@ -29,6 +30,7 @@ _BACKFILL = """
 
 
 def upgrade() -> None:
+    op.add_column("machines", sa.Column("timer_step", sa.String(64), nullable=True))
     op.add_column("machines", sa.Column("timer_publish_at", sa.DateTime(timezone=True),
                                         nullable=True))
     op.execute(_BACKFILL.format(table="machines", publish_at="timer_publish_at",
@@ -49,3 +51,4 @@ def downgrade() -> None:
     op.drop_column("stq_tasks", "publish_at")
     op.drop_index("machines_timer_publish_idx", table_name="machines")
     op.drop_column("machines", "timer_publish_at")
+    op.drop_column("machines", "timer_step")
