@@ -93,3 +93,22 @@ def test_a_row_psycopg_cannot_read_does_not_stop_the_sweep(running_worker):
     # The odd row was due long ago, so the swept message ran its step at once.
     wait_for(lambda: steps(odd) == [1, 2], what="the odd row's step")
     assert machines.get("counter", odd).timer_due_at is not None
+
+
+def test_one_pass_drains_more_than_a_batch(running_worker, broker):
+    """A burst of timers due together goes out in one pass, batch after batch."""
+    settings = get_settings()
+    before = settings.sweep_batch
+    running_worker.stop()
+    ids = [new_counter(target=1) for _ in range(12)]
+    with transaction() as tx:  # their messages are lost
+        tx.conn.exec_driver_sql(
+            "UPDATE machines SET timer_publish_at = now() - interval '1 hour'"
+            " WHERE namespace = 'counter' AND id = ANY(%(ids)s)", {"ids": ids})
+    settings.sweep_batch = 5
+    try:
+        assert sweep()["machines"] >= 12
+    finally:
+        settings.sweep_batch = before
+    running_worker.start()
+    wait_for(lambda: all(finished(m, 1) for m in ids), what="every swept machine")
