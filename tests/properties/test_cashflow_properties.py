@@ -152,6 +152,13 @@ def test_a_share_is_the_reference_or_a_typed_refusal_when_it_leaves_64_bits(shar
     assert volume[0].volume == Money(exact, CURRENCY)
 
 
+@given(st.integers(1, 10**6), st.integers(0, 10**9), roundings)
+def test_a_share_landing_on_a_half_rounds_as_its_method_says(k, m, rounding):
+    # (1 / 2k) of k(2m + 1) is exactly m + 1/2
+    share = Share(1, 2 * k, rounding)
+    assert share.of(k * (2 * m + 1)) == ROUNDINGS[rounding](Fraction(2 * m + 1, 2))
+
+
 @given(fractions_of_one, amounts)
 def test_a_share_of_at_most_one_never_exceeds_the_amount(share, amount):
     assert 0 <= share.of(amount) <= amount
