@@ -1,0 +1,279 @@
+"""Junk kwargs sent by hand to every public task name, consumed by a real worker of the slot.
+
+Another service may `send_task` anything under our task names. For each name, hypothesis draws
+batches of malformed kwargs: values of the wrong JSON type, missing keys, random objects, text
+with NUL or lone surrogates, integers far outside 64 bits, values nested hundreds of levels
+deep, and objects that look like kombu's own type tags. Each batch is sent, then one valid
+payment; afterwards:
+
+- the worker's main process is the same one and alive, and it went on consuming: every junk
+  message left the broker and the valid payment was captured;
+- nothing was stored for the junk: no machine, STQ row, order or cache key carries its marker,
+  and the held payment the capture/cancel junk aims at did not change.
+
+The examples per task follow the hypothesis profile (`make fuzz` runs many more batches).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from celgate.api import create_app
+from celgate.processes import ManagedProcess
+from tests.fixtures.sandbox import Sandbox
+from tests.payments.conftest import Ledger, new_account, payment_body, wait_payment
+from tests.runtime.helpers import messages_with
+from tests.support.waiting import wait_for
+from workers.celery_app import app
+from workers.db import transaction
+from workers.settings import get_settings
+
+FAR = datetime.now(UTC) + timedelta(days=1)
+BATCH = 20  # junk messages per example
+# A batch takes a few seconds of a real worker: one in `make test`, many in `make fuzz`.
+EXAMPLES = 1 if settings().max_examples < 100 else 12
+
+TASKS = ("payments.register", "payments.start_hold", "payments.capture", "payments.cancel",
+         "cashback.universal_cashback_processing", "cashback.cashback_charge_processing",
+         "wallet.balance_changed")
+
+
+@pytest.fixture(scope="module")
+def client(database: str) -> Iterator[TestClient]:
+    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def ledger(sandbox: Sandbox) -> Ledger:
+    return Ledger(*(new_account(sandbox) for _ in range(4)))
+
+
+@pytest.fixture(scope="module")
+def held(worker: ManagedProcess, sandbox: Sandbox, client: TestClient, ledger: Ledger
+         ) -> tuple[str, str]:
+    """A hold payment waiting for its capture or cancel: the target of the command junk."""
+    if not worker.alive:
+        worker.start()
+    ids = (f"inv-held-{uuid.uuid4().hex[:8]}", "1")
+    response = client.post("/v1/payments", json=payment_body(ledger, *ids, 1000,
+                                                              hold=("cancel", FAR)))
+    assert response.status_code == 202, response.text
+    wait_payment(client, *ids, activity="flow_waiting")
+    return ids
+
+
+def valid_kwargs(task: str, marker: str, held: tuple[str, str]) -> dict[str, Any]:
+    """Kwargs the task would take, with every id carrying `marker`."""
+    fake = Ledger(910001, 910002, 910003, 910004)  # never reached: the junk must be refused
+    if task == "payments.register":
+        return payment_body(fake, f"inv-{marker}", "1", 300)
+    if task == "payments.start_hold":
+        return payment_body(fake, f"inv-{marker}", "1", 300, hold=("cancel", FAR))
+    if task == "payments.capture":
+        return {"invoice_id": held[0], "payment_id": held[1], "reason": f"r-{marker}",
+                "cost": {"amount": 100, "currency": "RUB"}}
+    if task == "payments.cancel":
+        return {"invoice_id": held[0], "payment_id": held[1], "reason": f"r-{marker}"}
+    if task.startswith("cashback."):
+        return {"order_id": f"order-{marker}", "service": "taxi"}
+    return {"yandex_uid": f"uid-{marker}", "wallet_id": f"w-{marker}", "currency": "RUB",
+            "balance": "10.00", "version": 1}
+
+
+# --- junk -------------------------------------------------------------------------------------
+
+odd_text = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfff", "\uffff", "\u202e", " " * 300,
+                     "x" * 5000]),
+)
+huge_ints = st.one_of(st.integers(2**63, 2**200), st.integers(-(2**200), -(2**63) - 1),
+                      st.sampled_from([2**31, -(2**31) - 1, 2**63 - 1, 2**64]))
+odd_floats = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 0.5, -1e308, 1e-320]),
+                       st.floats(allow_nan=True))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), huge_ints, odd_floats, odd_text)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
+    max_leaves=12)
+
+
+def nested(depth: int, leaf: Any, as_list: bool) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value] if as_list else {"a": value}
+    return value
+
+
+deep_values = st.builds(nested, st.integers(200, 600), scalars, st.booleans())
+kombu_tags = st.builds(lambda kind, value: {"__type__": kind, "__value__": value},
+                       st.sampled_from(["bytes", "base64", "decimal", "datetime", "uuid",
+                                        "nope"]), json_values)
+
+
+def wrong_for(value: Any) -> st.SearchStrategy[Any]:
+    """Values of another JSON type than `value` (never null: a field may be optional)."""
+    if isinstance(value, bool):
+        kinds = [st.integers(), odd_text, st.lists(scalars, max_size=3)]
+    elif isinstance(value, int):
+        kinds = [huge_ints, odd_floats.filter(lambda f: not float(f).is_integer()), odd_text,
+                 st.booleans(), st.dictionaries(odd_text, scalars, max_size=3)]
+    elif isinstance(value, str):
+        kinds = [st.integers(), st.booleans(), odd_floats, st.lists(scalars, max_size=3),
+                 st.dictionaries(odd_text, scalars, max_size=3)]
+    elif isinstance(value, list):
+        kinds = [scalars.filter(lambda v: v is not None), st.dictionaries(odd_text, scalars)]
+    else:
+        kinds = [scalars.filter(lambda v: v is not None), st.lists(json_values, max_size=3)]
+    return st.one_of(*kinds, deep_values, kombu_tags)
+
+
+def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """The path of every value inside `value` (keys and list indexes)."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found += paths(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found += paths(inner, (*prefix, index))
+    return found
+
+
+def get(value: Any, path: tuple) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+def with_value(value: Any, path: tuple, new: Any, *, drop: bool = False) -> Any:
+    """A copy of `value` with the value at `path` replaced (or removed)."""
+    if isinstance(value, dict):
+        copy = dict(value)
+    else:
+        copy = list(value)
+    if len(path) == 1:
+        if drop:
+            del copy[path[0]]
+        else:
+            copy[path[0]] = new
+        return copy
+    copy[path[0]] = with_value(value[path[0]], path[1:], new, drop=drop)
+    return copy
+
+
+@st.composite
+def junk(draw: st.DrawFn, valid: dict[str, Any]) -> dict[str, Any]:
+    """Kwargs that no contract reading accepts, mostly near `valid`."""
+    where = paths(valid)
+    kind = draw(st.sampled_from(["wrong type", "missing", "odd text", "huge int", "deep",
+                                 "random"]))
+    if kind == "random":
+        return draw(st.dictionaries(odd_text, json_values | deep_values | kombu_tags,
+                                    max_size=6))
+    if kind == "missing":
+        required = [p for p in where if len(p) == 1 or isinstance(p[-1], str)]
+        return with_value(valid, draw(st.sampled_from(required)), None, drop=True)
+    if kind == "odd text":
+        texts = [p for p in where if isinstance(get(valid, p), str)]
+        path = draw(st.sampled_from(texts))
+        bad = draw(st.sampled_from(["\x00", "\ud800"]))
+        return with_value(valid, path, get(valid, path) + bad)
+    if kind == "huge int":
+        ints = [p for p in where
+                if isinstance(get(valid, p), int) and not isinstance(get(valid, p), bool)]
+        if ints:
+            return with_value(valid, draw(st.sampled_from(ints)), draw(huge_ints))
+    if kind == "deep":
+        path = draw(st.sampled_from(where))
+        return with_value(valid, path, draw(deep_values))
+    path = draw(st.sampled_from(where))
+    return with_value(valid, path, draw(wrong_for(get(valid, path))))
+
+
+# --- looking for what junk may have left ------------------------------------------------------
+
+def stored_with(marker: str) -> dict[str, int]:
+    """Rows and cache keys carrying `marker`, by where they are."""
+    like = {"m": f"%{marker}%"}
+    found = {}
+    with transaction() as tx:
+        for table, column in (("machines", "id"), ("stq_tasks", "task_id"),
+                              ("order_clears", "order_id"), ("order_rates", "order_id")):
+            found[table] = tx.conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE {column} LIKE :m"), like).scalar()
+    cache = redis.Redis.from_url(get_settings().redis_url)
+    found["cache keys"] = sum(1 for _ in cache.scan_iter(match=f"*{marker}*"))
+    return {where: count for where, count in found.items() if count}
+
+
+def worker_lines(log: Path, offset: int, task: str) -> tuple[list[str], list[str]]:
+    """The worker's log lines about `task` since `offset`: its typed rejections, and any other
+    error (a crash of the task on input it should have refused)."""
+    lines = log.read_bytes()[offset:].decode(errors="replace").splitlines()
+    about = [line for line in lines if task in line]
+    rejected = [line for line in about
+                if '"task rejected"' in line and f'"task": "{task}"' in line]
+    errors = [line for line in about if line not in rejected
+              and any(f'"level": "{level}"' in line for level in ("error", "critical"))]
+    return rejected, errors
+
+
+def event_count(machine_id: str) -> int:
+    with transaction() as tx:
+        return tx.conn.execute(
+            text("SELECT count(*) FROM machine_events WHERE namespace = 'payments' "
+                 "AND machine_id = :m"), {"m": machine_id}).scalar()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
+        task, worker, broker, sandbox, client, ledger, held):
+    if not worker.alive:
+        worker.start()
+    pid = worker.proc.pid
+    held_events = event_count(f"{held[0]}.{held[1]}")
+
+    @settings(max_examples=EXAMPLES, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def batch(data: st.DataObject) -> None:
+        marker = uuid.uuid4().hex[:12]
+        offset = worker.log_path.stat().st_size
+        valid = valid_kwargs(task, marker, held)
+        sent = [data.draw(junk(valid), label=f"junk {n}") for n in range(BATCH)]
+        for kwargs in sent:
+            app.send_task(task, kwargs=kwargs)
+        control = (f"inv-ctl-{uuid.uuid4().hex[:12]}", "1")  # no marker: it is stored
+        app.send_task("payments.register", kwargs=payment_body(ledger, *control, 300))
+
+        wait_payment(client, *control, status="captured", timeout=30)
+        wait_for(lambda: not messages_with(broker, marker), timeout=30,
+                 what="every junk message to leave the broker")
+        assert worker.alive and worker.proc.pid == pid, worker.log_tail()
+        # Each junk message is refused once with a typed code, and nothing else goes wrong.
+        def logged() -> tuple[list[str], list[str]] | None:
+            rejected, errors = worker_lines(worker.log_path, offset, task)
+            return (rejected, errors) if len(rejected) >= BATCH or errors else None
+
+        rejected, errors = wait_for(logged, timeout=10,
+                                    what=f"{BATCH} logged rejections of {task}")
+        assert not errors, "\n".join(line[:600] for line in errors[:5])
+        assert len(rejected) == BATCH
+        assert stored_with(marker) == {}, f"junk for {task} was stored"
+        assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
+
+    batch()
