@@ -239,12 +239,38 @@ def event_count(machine_id: str) -> int:
                  "AND machine_id = :m"), {"m": machine_id}).scalar()
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
-        task, worker, broker, sandbox, client, ledger, held):
+def judge(task: str, marker: str, sent: int, offset: int, *, worker: ManagedProcess,
+          pid: int, broker: redis.Redis) -> None:
+    """After `sent` junk messages of `task` carrying `marker`: the worker lived through them,
+    refused each once with a typed code, and stored nothing for them."""
+    wait_for(lambda: not messages_with(broker, marker), timeout=30,
+             what="every junk message to leave the broker")
+    assert worker.alive and worker.proc.pid == pid, worker.log_tail()
+
+    def logged() -> tuple[list[str], list[str]] | None:
+        rejected, errors = worker_lines(worker.log_path, offset, task)
+        return (rejected, errors) if len(rejected) >= sent or errors else None
+
+    try:
+        rejected, errors = wait_for(logged, timeout=5, what=f"{sent} rejections of {task}")
+    except AssertionError:
+        rejected, errors = worker_lines(worker.log_path, offset, task)
+    assert stored_with(marker) == {}, f"junk for {task} was stored"
+    assert not errors, "\n".join(line[:600] for line in errors[:5])
+    assert len(rejected) == sent, f"{sent} sent, {len(rejected)} refused with a typed code"
+
+
+@pytest.fixture
+def live_worker(worker: ManagedProcess) -> ManagedProcess:
     if not worker.alive:
         worker.start()
-    pid = worker.proc.pid
+    return worker
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
+        task, live_worker, broker, sandbox, client, ledger, held):
+    pid = live_worker.proc.pid
     held_events = event_count(f"{held[0]}.{held[1]}")
 
     @settings(max_examples=EXAMPLES, phases=[Phase.explicit, Phase.generate],
@@ -252,28 +278,82 @@ def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
     @given(st.data())
     def batch(data: st.DataObject) -> None:
         marker = uuid.uuid4().hex[:12]
-        offset = worker.log_path.stat().st_size
+        offset = live_worker.log_path.stat().st_size
         valid = valid_kwargs(task, marker, held)
         sent = [data.draw(junk(valid), label=f"junk {n}") for n in range(BATCH)]
         for kwargs in sent:
             app.send_task(task, kwargs=kwargs)
+        # The worker goes on consuming: a valid payment sent after the junk is captured.
         control = (f"inv-ctl-{uuid.uuid4().hex[:12]}", "1")  # no marker: it is stored
         app.send_task("payments.register", kwargs=payment_body(ledger, *control, 300))
-
         wait_payment(client, *control, status="captured", timeout=30)
-        wait_for(lambda: not messages_with(broker, marker), timeout=30,
-                 what="every junk message to leave the broker")
-        assert worker.alive and worker.proc.pid == pid, worker.log_tail()
-        # Each junk message is refused once with a typed code, and nothing else goes wrong.
-        def logged() -> tuple[list[str], list[str]] | None:
-            rejected, errors = worker_lines(worker.log_path, offset, task)
-            return (rejected, errors) if len(rejected) >= BATCH or errors else None
 
-        rejected, errors = wait_for(logged, timeout=10,
-                                    what=f"{BATCH} logged rejections of {task}")
-        assert not errors, "\n".join(line[:600] for line in errors[:5])
-        assert len(rejected) == BATCH
-        assert stored_with(marker) == {}, f"junk for {task} was stored"
+        judge(task, marker, BATCH, offset, worker=live_worker, pid=pid, broker=broker)
         assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
 
     batch()
+
+
+# Values the contract refuses that reach the worker as well-typed JSON: over a task they must
+# be refused with a typed code like any other malformed kwargs (CONTRACT.md: NUL text refused;
+# route ids are int32, limit versions int64, amounts below 2**63).
+def _set(path: tuple, value: Any):
+    return lambda kwargs: with_value(kwargs, path, value)
+
+
+def _append(path: tuple, suffix: str):
+    return lambda kwargs: with_value(kwargs, path, get(kwargs, path) + suffix)
+
+
+# Refused at the door once the schema fixes of issue 9 (NUL text, int32/int64 bounds) are in:
+# strict, so a case that starts passing fails until its mark is dropped.
+PENDING = pytest.mark.xfail(strict=True, reason="accepted or crashing before the schema fixes")
+
+KNOWN_BAD = [
+    ("payments.register", "NUL in party_id", _append(("party_id",), "\x00")),
+    ("payments.register", "NUL in posting details", _append(("cash_flow", 0, "details"), "\x00")),
+    ("payments.register", "NUL in a limit id", _set(("turnover_limits",), [{"id": "l\x00"}])),
+    ("payments.register", "NUL in a transaction_info.extra key",
+     _set(("transaction_info",), {"id": "trx", "extra": {"k\x00": "v"}})),
+    ("payments.register", "provider_id 2**31", _set(("route", "provider_id"), 2**31)),
+    ("payments.register", "terminal_id -2**31-1", _set(("route", "terminal_id"), -(2**31) - 1)),
+    ("payments.register", "limit version 2**63",
+     _set(("turnover_limits",), [{"id": "l", "version": 2**63}])),
+    ("payments.register", "amount 2**63", _set(("cost", "amount"), 2**63)),
+    ("payments.register", "account id 2**63",
+     _set(("cash_flow", 0, "source", "account_id"), 2**63)),
+    ("payments.start_hold", "NUL in shop_id", _append(("shop_id",), "\x00")),
+    ("payments.capture", "NUL in reason", _append(("reason",), "\x00")),
+    ("payments.capture", "amount 2**63", _set(("cost", "amount"), 2**63)),
+    ("payments.cancel", "NUL in reason", _append(("reason",), "\x00")),
+    ("cashback.cashback_charge_processing", "NUL in order_id", _append(("order_id",), "\x00")),
+    ("cashback.universal_cashback_processing", "NUL in order_id",
+     _append(("order_id",), "\x00")),
+    ("wallet.balance_changed", "NUL in wallet_id", _append(("wallet_id",), "\x00")),
+    ("wallet.balance_changed", "NUL in yandex_uid", _append(("yandex_uid",), "\x00")),
+    ("wallet.balance_changed", "version 2**63", _set(("version",), 2**63)),
+]
+
+
+STILL_ACCEPTED = {
+    "NUL in party_id", "NUL in posting details", "NUL in a limit id",
+    "NUL in a transaction_info.extra key", "provider_id 2**31", "terminal_id -2**31-1",
+    "limit version 2**63", "NUL in shop_id", "NUL in reason", "NUL in order_id",
+    "NUL in wallet_id", "NUL in yandex_uid", "version 2**63",
+}
+
+
+@pytest.mark.parametrize(("task", "mutate"), [
+    pytest.param(task, mutate, id=f"{task}: {what}",
+                 marks=[PENDING] if what in STILL_ACCEPTED else [])
+    for task, what, mutate in KNOWN_BAD])
+def test_values_the_contract_refuses_are_refused_over_tasks_too(
+        task, mutate, live_worker, broker, held):
+    marker = uuid.uuid4().hex[:12]
+    offset = live_worker.log_path.stat().st_size
+    held_events = event_count(f"{held[0]}.{held[1]}")
+
+    app.send_task(task, kwargs=mutate(valid_kwargs(task, marker, held)))
+
+    judge(task, marker, 1, offset, worker=live_worker, pid=live_worker.proc.pid, broker=broker)
+    assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
