@@ -17,30 +17,25 @@ The examples per task follow the hypothesis profile (`make fuzz` runs many more 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from celgate.api import create_app
 from celgate.processes import ManagedProcess
-from tests.fixtures.sandbox import Sandbox
+from tests.fuzz.conftest import FAR
 from tests.fuzz.junk import SHAPES, VALUES, get, junk, with_value
-from tests.payments.conftest import Ledger, new_account, payment_body, wait_payment
+from tests.payments.conftest import Ledger, payment_body, wait_payment
 from tests.runtime.helpers import messages_with
 from tests.support.waiting import wait_for
 from workers.celery_app import app
 from workers.db import transaction
 from workers.settings import get_settings
 
-FAR = datetime.now(UTC) + timedelta(days=1)
 BATCH = 20  # junk messages per example
 LONG = settings().max_examples >= 100  # the `make fuzz` profile
 # A batch takes a few seconds of a real worker: one in `make test`, many in `make fuzz`.
@@ -55,31 +50,6 @@ OPTIONAL = frozenset({"details", "rounding", "transaction_info", "turnover_limit
 TASKS = ("payments.register", "payments.start_hold", "payments.capture", "payments.cancel",
          "cashback.universal_cashback_processing", "cashback.cashback_charge_processing",
          "wallet.balance_changed")
-
-
-@pytest.fixture(scope="module")
-def client(database: str) -> Iterator[TestClient]:
-    with TestClient(create_app(), headers={"Authorization": "Bearer test-token"}) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def ledger(sandbox: Sandbox) -> Ledger:
-    return Ledger(*(new_account(sandbox) for _ in range(4)))
-
-
-@pytest.fixture(scope="module")
-def held(worker: ManagedProcess, sandbox: Sandbox, client: TestClient, ledger: Ledger
-         ) -> tuple[str, str]:
-    """A hold payment waiting for its capture or cancel: the target of the command junk."""
-    if not worker.alive:
-        worker.start()
-    ids = (f"inv-held-{uuid.uuid4().hex[:8]}", "1")
-    response = client.post("/v1/payments", json=payment_body(ledger, *ids, 1000,
-                                                              hold=("cancel", FAR)))
-    assert response.status_code == 202, response.text
-    wait_payment(client, *ids, activity="flow_waiting")
-    return ids
 
 
 def valid_kwargs(task: str, marker: str, held: tuple[str, str]) -> dict[str, Any]:
@@ -154,13 +124,6 @@ def judge(task: str, marker: str, sent: int, offset: int, *, worker: ManagedProc
     assert stored_with(marker) == {}, f"junk for {task} was stored"
     assert not errors, "\n".join(line[:600] for line in errors[:5])
     assert len(rejected) == sent, f"{sent} sent, {len(rejected)} refused with a typed code"
-
-
-@pytest.fixture
-def live_worker(worker: ManagedProcess) -> ManagedProcess:
-    if not worker.alive:
-        worker.start()
-    return worker
 
 
 @pytest.mark.parametrize("task", TASKS)
