@@ -13,6 +13,7 @@ import hmac
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.cashback.conftest import register_body
 from tests.fuzz.conftest import FAR, new_held
-from tests.fuzz.junk import SHAPES, VALUES, get, junk, with_value
+from tests.fuzz.junk import SHAPES, VALUES, get, junk, odd_text, with_value
 from tests.payments.conftest import Ledger, payment_body, payment
 from workers.settings import get_settings
 
@@ -144,3 +145,26 @@ def test_values_the_contract_refuses_are_4xx_never_500(route, mutate, client, wa
     path, valid, _ = templates(waiting)[route]
     body = mutate(valid)
     assert_answered(post(client, path, body), f"POST {path} {body!r:.300}")
+
+
+PATH_ROUTES = [
+    ("GET", "/v1/payments/{a}/{b}"), ("GET", "/v1/payments/{a}/{b}/events"),
+    ("POST", "/v1/payments/{a}/{b}/capture"), ("POST", "/v1/payments/{a}/{b}/cancel"),
+    ("POST", "/v1/payments/{a}/{b}/repair"), ("GET", "/v1/cashback/{a}/{b}"),
+]
+BODIES = {"capture": {"reason": "r"}, "cancel": {"reason": "r"}, "repair": {"action": "resume"}}
+segments = odd_text.filter(lambda s: s not in ("", ".", ".."))
+
+
+@pytest.mark.parametrize(("method", "template"), PATH_ROUTES)
+def test_odd_text_in_a_path_segment_never_gets_a_5xx(method, template, client):
+    @settings(suppress_health_check=list(HealthCheck))
+    @given(segments, segments, st.sampled_from(["\x00", "\ud800", "", "%", "\n"]))
+    def one(a: str, b: str, odd: str) -> None:
+        url = template.format(a=quote((odd + a).encode("utf-8", "surrogatepass"), safe=""),
+                              b=quote(b.encode("utf-8", "surrogatepass"), safe=""))
+        body = BODIES.get(template.rsplit("/", 1)[-1])
+        response = client.request(method, url, json=body)
+        assert_answered(response, f"{method} {url}")
+
+    one()
