@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
+.PHONY: install services migrate test chaos fuzz bench bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api clean
 
 $(BIN)/python:
@@ -27,6 +27,10 @@ test: install services
 ## Long fault-injection runs, kept out of `make test`.
 chaos: install services
 	$(BIN)/pytest -m chaos tests
+
+## Long property and fuzz runs (many more examples than in `make test`), kept out of it.
+fuzz: install services
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m 'not chaos' tests/properties tests/fuzz
 
 bench: bench-runtime bench-payments bench-cashback
 

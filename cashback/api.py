@@ -18,7 +18,7 @@ import cashback.metrics  # noqa: F401 - registers the cashback collectors
 from cashback import orders
 from cashback.balance import BalanceChanged, queue_balance_changed, verify_signature
 from cashback.orders import Order
-from cashback.register import RegisterRequest, register_cashback
+from cashback.register import InvalidCashbackValue, RegisterRequest, register_cashback
 from workers.errors import TypedError
 
 router = APIRouter(tags=["cashback"])
@@ -76,6 +76,9 @@ def register(request: RegisterRequest) -> RegisterAnswer:
 
 @router.get("/v1/cashback/{service}/{order_id}", response_model=OrderView)
 def view(service: str, order_id: str) -> OrderView:
+    if "\x00" in service or "\x00" in order_id:
+        # PostgreSQL text cannot hold NUL, so the lookup itself would fail (CONTRACT.md: 400).
+        raise InvalidCashbackValue("service and order_id cannot contain NUL characters")
     order = orders.get(order_id, service)
     if order is None:
         raise OrderNotFound(f"no cashback registered for order {order_id} of {service}")

@@ -87,8 +87,23 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, _UNDECODABLE_BODY):
+            # FastAPI answers 400 for a JSON body it cannot decode other than a syntax error
+            # (bytes that are not UTF-8, nesting deeper than the parser recurses); the
+            # contract counts any body that is not valid JSON as a schema error.
+            return _error(422, "invalid_request",
+                          f"the body is not valid JSON: {_decode_reason(exc.__cause__)}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
+
+
+_UNDECODABLE_BODY = (UnicodeDecodeError, RecursionError)
+
+
+def _decode_reason(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    return "not UTF-8"
 
 
 def check_auth_configured(settings: Settings) -> None:

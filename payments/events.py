@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, Literal
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from payments.cashflow import CashFlowTemplate, FinalCashFlow
 from payments.model import (
@@ -25,6 +25,7 @@ from payments.model import (
     TurnoverLimit,
 )
 from payments.money import Money
+from workers.errors import TypedError
 
 
 class InvalidHistory(Exception):
@@ -180,11 +181,16 @@ def to_json(change: Change) -> dict[str, Any]:
 
 
 def from_json(body: dict[str, Any]) -> Change:
+    if not isinstance(body, dict):
+        raise InvalidHistory(f"a change is a JSON object, not {type(body).__name__}")
     fields = dict(body)
     kind, version = fields.pop("type", None), fields.pop("v", None)
-    cls = _TYPES.get(kind)
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidHistory(f"unknown change type {kind!r}")
     if version != cls.VERSION:
         raise InvalidHistory(f"{kind}: unknown schema version {version!r}")
-    return _adapter(cls).validate_python(fields)
+    try:
+        return _adapter(cls).validate_python(fields)
+    except (ValidationError, TypedError) as exc:  # a field's shape, or a value's own check
+        raise InvalidHistory(f"{kind}: unreadable: {exc}") from exc
