@@ -17,7 +17,9 @@ from pydantic import TypeAdapter
 from payments.cashflow import CashFlowTemplate, FinalCashFlow
 from payments.model import (
     CaptureData,
+    Failure,
     HoldFlow,
+    Payer,
     Route,
     Status,
     Target,
@@ -45,6 +47,8 @@ class PaymentStarted:
     created_at: datetime
     transaction_info: TransactionInfo | None
     cash_flow_template: CashFlowTemplate
+    # Optional fields with a default are additive: a body stored without them reads as None.
+    payer: Payer | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,31 @@ class SessionFinished:
     VERSION: ClassVar[int] = 1
 
     target: Target
-    result: Literal["succeeded"] = "succeeded"
+    result: Literal["succeeded", "failed"] = "succeeded"
     trx_id: str | None = None
+    failure: Failure | None = None  # set when the result is `failed`
+
+
+@dataclass(frozen=True)
+class RollbackStarted:
+    """The payment fails: what it holds is rolled back (activity processing_failure)."""
+
+    TYPE: ClassVar[str] = "rollback_started"
+    VERSION: ClassVar[int] = 1
+
+    failure: Failure
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """An operator repaired the failed machine: which action, who and why."""
+
+    TYPE: ClassVar[str] = "repaired"
+    VERSION: ClassVar[int] = 1
+
+    action: str
+    operator: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +183,7 @@ class PlanRolledBack:
 Change = (
     PaymentStarted | RouteChanged | CashFlowChanged | StatusChanged | CaptureStarted
     | SessionStarted | SessionFinished | LimitsHeld | LimitsCommitted | LimitsRolledBack
-    | PlanBatchHeld | PlanCommitted | PlanRolledBack
+    | PlanBatchHeld | PlanCommitted | PlanRolledBack | RollbackStarted | Repaired
 )
 
 _TYPES: dict[str, type] = {
@@ -164,7 +191,7 @@ _TYPES: dict[str, type] = {
     for cls in (
         PaymentStarted, RouteChanged, CashFlowChanged, StatusChanged, CaptureStarted,
         SessionStarted, SessionFinished, LimitsHeld, LimitsCommitted, LimitsRolledBack,
-        PlanBatchHeld, PlanCommitted, PlanRolledBack,
+        PlanBatchHeld, PlanCommitted, PlanRolledBack, RollbackStarted, Repaired,
     )
 }
 

@@ -1,4 +1,5 @@
-"""Cash flow computation: integer shares rounded half towards zero, fixed volumes, reverts."""
+"""Cash flow computation: integer shares rounded half away from or towards zero, fixed and
+product volumes, reverts."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ SYSTEM = CashFlowAccount(3, "system.settlement")
 EXTERNAL = CashFlowAccount(4, "external.outcome")
 
 TEMPLATE = (
-    PostingTemplate(PROVIDER, MERCHANT, ShareVolume(Share(1, 1)), "payment amount"),
-    PostingTemplate(MERCHANT, SYSTEM, ShareVolume(Share(3, 100)), "system fee"),
+    PostingTemplate(PROVIDER, MERCHANT, ShareVolume(Share(1, 1, "round_half_towards_zero")), "payment amount"),
+    PostingTemplate(MERCHANT, SYSTEM, ShareVolume(Share(3, 100, "round_half_towards_zero")), "system fee"),
     PostingTemplate(SYSTEM, EXTERNAL, FixedVolume(Money(15, "RUB")), "acquiring fee"),
 )
 

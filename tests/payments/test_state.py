@@ -72,6 +72,7 @@ def request(flow: HoldFlow | None = None, **changes) -> PaymentRequest:
 
 
 HOLD = HoldFlow("cancel", NOW + timedelta(days=1))
+WINDOW = 30 * 86400  # the default MAX_HOLD_LIFETIME_S
 
 
 def roundtrip(changes):
@@ -81,7 +82,7 @@ def roundtrip(changes):
 
 def held() -> list:
     """A hold payment after its processing_accounter step."""
-    changes = decisions.start(request(HOLD), NOW)
+    changes = decisions.start(request(HOLD), NOW, WINDOW)
     cash_flow = fold(changes).cash_flow
     return changes + [LimitsHeld("op"), PlanBatchHeld("inv-1.1.1", 1, cash_flow),
                       StatusChanged(PROCESSED)]
@@ -103,7 +104,7 @@ def test_an_unknown_change_version_is_refused():
 
 
 def test_a_registered_payment_starts_in_processing_capture_with_a_timeout_capture():
-    state = fold(roundtrip(decisions.start(request(), NOW)))
+    state = fold(roundtrip(decisions.start(request(), NOW, WINDOW)))
     assert state.activity == "processing_capture"
     assert state.status == PROCESSED
     assert state.capture.reason == "Timeout" and state.capture.cost == Money(1000, "RUB")
@@ -115,7 +116,7 @@ def test_a_registered_payment_starts_in_processing_capture_with_a_timeout_captur
 
 
 def test_a_registered_payment_folds_to_captured():
-    start = decisions.start(request(), NOW)
+    start = decisions.start(request(), NOW, WINDOW)
     state = fold(start)
     target = Target.captured(state.capture)
     state = fold([LimitsHeld("op"), PlanBatchHeld("inv-1.1.1", 1, state.cash_flow),
@@ -173,7 +174,7 @@ def test_cancel_starts_a_cancel_session():
 @pytest.mark.parametrize(("on_expiration", "target"), [("cancel", "cancelled"),
                                                         ("capture", "captured")])
 def test_an_expired_hold_does_what_the_flow_says(on_expiration, target):
-    changes = decisions.start(request(HoldFlow(on_expiration, NOW)), NOW)
+    changes = decisions.start(request(HoldFlow(on_expiration, NOW + timedelta(seconds=1))), NOW, WINDOW)
     state = fold(changes + [StatusChanged(PROCESSED)])
     state = fold(decisions.hold_expired(state), state)
     assert (state.target.status, state.target.reason) == (target, "Timeout")
@@ -195,7 +196,7 @@ def test_bad_captures_are_refused(command, error):
 
 
 def test_capture_and_cancel_need_flow_waiting():
-    registered = fold(decisions.start(request(), NOW))
+    registered = fold(decisions.start(request(), NOW, WINDOW))
     with pytest.raises(InvalidPaymentState):
         decisions.capture(registered, CaptureCommand("again"))
     with pytest.raises(InvalidPaymentState):
