@@ -85,6 +85,10 @@ def add_error_handlers(app: FastAPI) -> None:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        if exc.errors() and all(e["type"] == "string_unicode" for e in exc.errors()):
+            # Well-formed JSON whose text is no valid Unicode (a lone surrogate escape): a
+            # bad value, like text holding NUL.
+            return _error(400, "invalid_text", details)
         return _error(422, "invalid_request", details or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
