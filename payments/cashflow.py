@@ -83,8 +83,8 @@ class ShareVolume:
 class Product:
     """`function` over the computed amounts of `volumes` (all in the operation's currency).
 
-    The core keeps the volumes as a set, so a volume listed twice counts once (it matters for
-    `sum_of` only); `volumes` holds them deduplicated, in the order first given.
+    The contract lists the volumes, so `sum_of` counts a volume listed twice twice (the core's
+    IDL holds a set, where the same volume cannot appear twice at all).
     """
 
     function: str
@@ -96,7 +96,6 @@ class Product:
                 f"unknown product {self.function!r}; known: {sorted(PRODUCT_FUNCTIONS)}")
         if not self.volumes:
             raise InvalidCashFlow(f"a {self.function} product needs at least one volume")
-        object.__setattr__(self, "volumes", tuple(dict.fromkeys(self.volumes)))
         if _depth(self) > MAX_VOLUME_DEPTH:
             raise InvalidCashFlow(f"products nest at most {MAX_VOLUME_DEPTH} deep")
 
