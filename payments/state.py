@@ -11,7 +11,8 @@ The activity says which step the next timer runs (wire-facts 4.1):
     processing_failure --failed--> idle
 
 A session that finished `failed` (an operator's `fail_session`) keeps finalizing_session until
-the rollback starts. A change that does not fit the current activity is a bug and raises `InvalidHistory`.
+the rollback starts. A change that does not fit the current activity is a bug and raises
+`InvalidHistory`.
 """
 
 from __future__ import annotations
