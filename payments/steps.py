@@ -114,7 +114,7 @@ def processing_failure(state: PaymentState, peers: Peers) -> Step:
         changes.append(LimitsRolledBack(state.limits_operation_id))
     if state.held_batches and state.plan is None:
         batches = [to_batch(held.batch_id, held.cash_flow) for held in state.held_batches]
-        plan_id = _finish_plan(peers, peers.accounter.rollback_plan, state, batches)
+        plan_id = finish_plan(peers, peers.accounter.rollback_plan, state, batches)
         changes.append(PlanRolledBack(plan_id, tuple(b.id for b in batches)))
     changes.append(StatusChanged(Status.failed(state.failure)))
     return Step(changes, Action.unset())
@@ -186,7 +186,7 @@ def finalizing_accounter(state: PaymentState, peers: Peers) -> Step:
                                        _limit_context(state, captured=captured),
                                        woody_context=peers.woody)
             changes.append(LimitsCommitted(state.limits_operation_id, captured.amount))
-        plan_id = _finish_plan(peers, peers.accounter.commit_plan, state, batches)
+        plan_id = finish_plan(peers, peers.accounter.commit_plan, state, batches)
         changes.append(PlanCommitted(plan_id, tuple(b.id for b in batches)))
     else:
         if state.limits == "held":
@@ -194,7 +194,7 @@ def finalizing_accounter(state: PaymentState, peers: Peers) -> Step:
                                          _limit_context(state, captured=None),
                                          woody_context=peers.woody)
             changes.append(LimitsRolledBack(state.limits_operation_id))
-        plan_id = _finish_plan(peers, peers.accounter.rollback_plan, state, batches)
+        plan_id = finish_plan(peers, peers.accounter.rollback_plan, state, batches)
         changes.append(PlanRolledBack(plan_id, tuple(b.id for b in batches)))
     changes.append(StatusChanged(Status.of_target(target)))
     return Step(changes, Action.unset())
@@ -248,7 +248,7 @@ def _rollback(changes: list[Change], failure: Failure) -> Step:
     return Step([*changes, RollbackStarted(failure)], Action.instant())
 
 
-def _finish_plan(peers: Peers, finish: Callable[..., object], state: PaymentState,
+def finish_plan(peers: Peers, finish: Callable[..., object], state: PaymentState,
                  batches: list[accounter.Batch]) -> str:
     """Commit or roll back the plan; the plan id it was found under.
 
