@@ -154,3 +154,45 @@ def test_a_worker_killed_in_the_middle_of_the_rollback_still_fails_the_payment_o
     limiter = peers.state("limiter")
     assert limiter["calls"]["RollbackBatch"] >= 2, "the rollback was repeated after the crash"
     assert limiter["limits"][limit]["held"] == 0 and limiter["limits"][limit]["committed"] == 0
+
+
+def _card(token: str) -> dict:
+    return {"payment_tool": {"bank_card": {"token": token, "bin": "424242",
+                                           "last_digits": "4242"}},
+            "email": f"{token}@example.com"}
+
+
+def test_a_limit_scoped_by_card_counts_each_card_on_its_own(running_worker, peers, api, ledger):
+    """The payer travels in the Limiter context: a per-card limit overflows for the card that
+    spent too much, not for another card."""
+    limit = f"per-card-{new_ids()[0]}"
+    peers.control("limiter", "limits", {"id": limit, "currency": "RUB",
+                                        "scopes": ["payment_tool"]})
+    runs = [("tok-a", "flow_waiting"), ("tok-a", "idle"), ("tok-b", "flow_waiting")]
+    made = []
+    for token, activity in runs:
+        ids = new_ids()
+        body = payment_body(ledger, *ids, 1000, limits=[limit], hold=("cancel", FAR))
+        body["turnover_limits"][0]["upper_boundary"] = 1500
+        body["payer"] = _card(token)
+        assert api.post("/v1/payments", json=body).status_code == 202
+        made.append(ids)
+        wait_payment(api, *ids, activity=activity)  # one at a time: the order decides who overflows
+    states = [wait_payment(api, *ids) for ids in made]
+    assert [s["status"] for s in states] == ["processed", "failed", "processed"]
+    assert states[1]["failure"]["code"] == "limit_overflow"
+    buckets = peers.state("limiter")["limits"][limit]["buckets"]
+    assert buckets == {"payment_tool=tok-a": {"committed": 0, "held": 1000},
+                       "payment_tool=tok-b": {"committed": 0, "held": 1000}}
+
+
+def test_a_card_scoped_limit_refuses_a_payment_without_a_card(running_worker, peers, api,
+                                                              ledger):
+    limit = f"per-card-{new_ids()[0]}"
+    peers.control("limiter", "limits", {"id": limit, "currency": "RUB",
+                                        "scopes": ["payment_tool"]})
+    ids = new_ids()
+    api.post("/v1/payments", json=payment_body(ledger, *ids, 100, limits=[limit],
+                                               hold=("cancel", FAR)))
+    state = wait_payment(api, *ids, status="failed")
+    assert state["failure"]["code"] == "payment_tool_not_supported"
