@@ -558,7 +558,7 @@ def repair_with(ns: Namespace, machine_id: str, args: Json) -> Any:
         row = _lock(tx, ns.name, machine_id)
         if row.status != "failed":
             raise MachineNotFailed(f"{ns.name}/{machine_id} is not failed")
-        result = ns.processor(Repair(args), _machine(row, _history(row)))
+        result = ns.processor(Repair(args), _machine(row, _locked_history(tx, row)))
         _update(tx, ns.name, machine_id, {"status": "working"})
         _apply(tx, ns, row, result, fired=False)
         log.info("machine repaired", extra={"repair": args})
