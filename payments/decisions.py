@@ -87,6 +87,7 @@ def start(request: PaymentRequest, now: datetime, max_hold_lifetime_s: float) ->
             transaction_info=request.transaction_info,
             cash_flow_template=request.cash_flow,
             payer=request.payer,
+            domain_revision=request.domain_revision,
         ),
         RouteChanged(request.route, request.turnover_limits),
         CashFlowChanged(compute(request.cash_flow, request.cost)),

@@ -49,6 +49,7 @@ class PaymentStarted:
     cash_flow_template: CashFlowTemplate
     # Optional fields with a default are additive: a body stored without them reads as None.
     payer: Payer | None = None
+    domain_revision: int | None = None
 
 
 @dataclass(frozen=True)

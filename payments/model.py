@@ -214,8 +214,11 @@ class PaymentRequest:
     transaction_info: TransactionInfo | None = None
     flow: HoldFlow | None = None
     payer: Payer | None = None
+    domain_revision: int | None = None  # of the domain config the payment was made under
 
     def __post_init__(self) -> None:
         check_id("invoice_id", self.invoice_id)
         check_id("payment_id", self.payment_id)
         check_template(self.cash_flow, self.cost.currency)
+        if self.domain_revision is not None and not _within(self.domain_revision, _I64):
+            raise InvalidValue(f"domain_revision {self.domain_revision} does not fit 64 bits")

@@ -231,6 +231,8 @@ class RegisterBody(_Body):
     turnover_limits: list[TurnoverLimitBody] = Field(max_length=100)
     transaction_info: TransactionInfoBody | None = None
     payer: PayerBody | None = None
+    # The domain revision the payment was made under; the Limiter context carries it.
+    domain_revision: StrictInt | None = None
 
     def to_domain(self) -> PaymentRequest:
         return PaymentRequest(
@@ -247,6 +249,7 @@ class RegisterBody(_Body):
                 self.transaction_info.id, dict(self.transaction_info.extra))),
             flow=None,
             payer=None if self.payer is None else self.payer.to_domain(),
+            domain_revision=self.domain_revision,
         )
 
 

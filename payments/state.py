@@ -158,6 +158,7 @@ class PaymentState:
             transaction_info=payment.transaction_info,
             flow=payment.flow,
             payer=payment.payer,
+            domain_revision=payment.domain_revision,
         )
 
 

@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 # Batch ids within the payment's plan (wire-facts 2.3).
 HOLD_BATCH, REVERT_BATCH, PARTIAL_BATCH = 1, 2, 3
 
-# This service keeps no domain configuration; the limiter context needs a revision anyway.
-DOMAIN_REVISION = 0
+# This service keeps no domain configuration: the limiter context carries the revision the
+# payment command gave, else this one.
+DEFAULT_DOMAIN_REVISION = 0
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,8 @@ def _limit_context(state: PaymentState, *, captured: Money | None) -> PaymentCon
         party_id=payment.party_id,
         shop_id=payment.shop_id,
         created_at=_rfc3339(payment.created_at),
-        domain_revision=DOMAIN_REVISION,
+        domain_revision=(DEFAULT_DOMAIN_REVISION if payment.domain_revision is None
+                         else payment.domain_revision),
         cost_amount=payment.cost.amount,
         currency=payment.cost.currency,
         provider_id=route.provider_id,

@@ -96,3 +96,26 @@ def test_without_the_setting_an_unknown_plan_stays_an_error(peers, legacy_plan):
         steps.finish_plan(off, off.accounter.rollback_plan, state, [batch])
     legacy = f"{state.started.invoice_id}.{state.started.payment_id}"
     assert peers.state("accounter")["plans"][legacy]["state"] == "HOLD"
+
+
+def test_the_limiter_context_carries_the_given_domain_revision_and_payer(ledger):
+    from clients.limiter import limit_context
+
+    body = payment_body(ledger, *new_ids(), 500, limits=["daily"])
+    body["domain_revision"] = 2**40
+    body["payer"] = {"payment_tool": {"bank_card": {"token": "tok", "payment_system": "mir"}},
+                     "phone_number": "+7000"}
+    state = fold(decisions.start(RegisterBody.model_validate(body).to_domain(),
+                                 datetime.now(UTC), WINDOW))
+    for captured in (None, state.cost):
+        context = limit_context(steps._limit_context(state, captured=captured))
+        invoice = context.payment_processing.invoice
+        assert invoice.invoice.domain_revision == invoice.payment.payment.domain_revision == 2**40
+        payer = invoice.payment.payment.payer.payment_resource
+        assert payer.resource.payment_tool.bank_card.payment_system.id == "mir"
+        assert payer.contact_info.phone_number == "+7000"
+    del body["domain_revision"]
+    state = fold(decisions.start(RegisterBody.model_validate(body).to_domain(),
+                                 datetime.now(UTC), WINDOW))
+    context = limit_context(steps._limit_context(state, captured=None))
+    assert context.payment_processing.invoice.invoice.domain_revision == 0

@@ -76,6 +76,7 @@ def test_bad_text_in_ids_is_400(api, database, ledger, invoice_id):
     ("turnover_limits/0/version", 2**63, "invalid_turnover_limit"),
     ("turnover_limits/0/upper_boundary", 2**63, "invalid_turnover_limit"),
     ("turnover_limits/0/upper_boundary", -(2**63) - 1, "invalid_turnover_limit"),
+    ("domain_revision", 2**63, "invalid_value"),
     ("cost/amount", 2**63, "invalid_amount"),
     ("cost/amount", 2**64 + 5, "invalid_amount"),
     ("cash_flow/2/volume/fixed/amount", 2**63, "invalid_amount"),
