@@ -90,7 +90,9 @@ def processing_accounter(state: PaymentState, peers: Peers) -> Step:
         changes += _hold_limits(state, peers, captured=None)
     except BusinessError as refused:
         return _rollback(changes, _refusal(refused))
-    overflow = _overflow(state, peers) if changes else None
+    bounded = any(limit.upper_boundary is not None for limit in state.turnover_limits)
+    # No boundary, no overflow: the values are read back only when there is one to check.
+    overflow = _overflow(state, peers) if changes and bounded else None
     if overflow is not None:
         return _rollback(changes, overflow)
     try:

@@ -196,3 +196,12 @@ def test_a_card_scoped_limit_refuses_a_payment_without_a_card(running_worker, pe
                                                hold=("cancel", FAR)))
     state = wait_payment(api, *ids, status="failed")
     assert state["failure"]["code"] == "payment_tool_not_supported"
+
+
+def test_limits_without_a_boundary_are_not_read_back(running_worker, peers, api, ledger):
+    limit = new_limit(peers)
+    ids = new_ids()
+    api.post("/v1/payments", json=payment_body(ledger, *ids, 100, limits=[limit],
+                                               hold=("cancel", FAR)))
+    wait_payment(api, *ids, activity="flow_waiting")
+    assert peers.state("limiter")["calls"].get("GetBatch", 0) == 0
