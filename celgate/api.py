@@ -49,6 +49,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def create_app() -> FastAPI:
     from cashback.api import balance_router
     from cashback.api import router as cashback_router
+    from celgate.machines_api import router as machines_router
     from payments.api import router as payments_router
 
     app = FastAPI(title="celgate", version="0.1.0")
@@ -65,6 +66,7 @@ def create_app() -> FastAPI:
 
     app.include_router(payments_router, dependencies=secured)
     app.include_router(cashback_router, dependencies=secured)
+    app.include_router(machines_router, dependencies=secured)
     # The billing callback authenticates by its HMAC signature instead of the bearer token.
     app.include_router(balance_router)
     add_error_handlers(app)
@@ -83,6 +85,10 @@ def add_error_handlers(app: FastAPI) -> None:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        if exc.errors() and all(e["type"] == "string_unicode" for e in exc.errors()):
+            # Well-formed JSON whose text is no valid Unicode (a lone surrogate escape): a
+            # bad value, like text holding NUL.
+            return _error(400, "invalid_text", details)
         return _error(422, "invalid_request", details or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -69,8 +69,19 @@ def repair(args: argparse.Namespace) -> None:
     from workers import app, machines
 
     app.loader.import_default_modules()  # the task modules define the namespaces
-    machines.repair(machines.registered(args.namespace), args.machine_id)
-    print(f"repaired {args.namespace}/{args.machine_id}")
+    namespace = machines.registered(args.namespace)
+    if args.namespace == "payments":
+        # Payments record every repair with who and why, and settle provider sessions.
+        from payments.repairs import repair_machine
+
+        repair_machine(args.machine_id, action=args.action, trx_id=args.trx_id,
+                       failure_code=args.failure_code, failure_reason=args.failure_reason,
+                       operator=args.operator, reason=args.reason)
+    elif args.action != "resume":
+        raise SystemExit(f"{args.namespace} machines only resume")
+    else:
+        machines.repair(namespace, args.machine_id)
+    print(f"repaired {args.namespace}/{args.machine_id} ({args.action})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,9 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     show_parser.add_argument("namespace")
     show_parser.add_argument("machine_id")
     show_parser.set_defaults(run=show)
-    repair_parser = commands.add_parser("repair", help="resume a machine marked failed")
+    repair_parser = commands.add_parser("repair", help="repair a machine marked failed")
     repair_parser.add_argument("namespace")
     repair_parser.add_argument("machine_id")
+    repair_parser.add_argument("--action", default="resume",
+                               choices=["resume", "fulfill_session", "fail_session"],
+                               help="payments: settle a failed provider session by hand")
+    repair_parser.add_argument("--trx-id", help="fulfill_session: the provider's transaction")
+    repair_parser.add_argument("--failure-code", help="fail_session: the payment's failure code")
+    repair_parser.add_argument("--failure-reason", default="",
+                               help="fail_session: the failure's reason")
+    repair_parser.add_argument("--operator", help="who repairs (recorded in the history)")
+    repair_parser.add_argument("--reason", help="why (recorded in the history)")
     repair_parser.set_defaults(run=repair)
     args = parser.parse_args(argv)
     try:

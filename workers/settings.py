@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     api_auth: str = "on"
     billing_callback_secret: str = ""
 
+    # Payments: the latest `held_until` a hold may ask for, in seconds from now.
+    max_hold_lifetime_s: int = Field(2592000, ge=1)
+    # Commit/roll back a plan under the core's older `<invoice>.<payment>` id when the
+    # Accounter does not know `<invoice>.<payment>.<iter>` (plans made by an older version).
+    legacy_plan_id_fallback: bool = False
+
     # Timer protocol (ARCHITECTURE.md section 5).
     short_timer_threshold_s: float = Field(60.0, ge=0)
     redelivery_allowance_s: float = Field(60.0, gt=0)
