@@ -160,8 +160,7 @@ def _after_failure(order: ChargeTarget, invoice: Invoice, now: datetime, policy:
     if not ours:
         # This version was never sent (the failure belongs to an older one): not a retry.
         return _update(invoice, order.operation_id, reward)
-    retry = sum(1 for op in ours if op.operation_id.startswith(order.operation_id + "/retry/"))
-    retry += 1
+    retry = _last_retry(order, ours) + 1
     retry_id = f"{order.operation_id}/retry/{retry}"
     last_created = max(op.created for op in operations)
     due = last_created + timedelta(seconds=policy.retry_delay(retry, retry_id))
@@ -177,6 +176,15 @@ def operations_of(order: ChargeTarget, operations: list[Operation]) -> list[Oper
     derived = (base + "/retry/", base + "/manual/")
     return [op for op in operations
             if op.operation_id == base or op.operation_id.startswith(derived)]
+
+
+def _last_retry(order: ChargeTarget, ours: list[Operation]) -> int:
+    """The highest retry number the invoice has for this version (0: none). The next retry
+    takes the one after it, so an id the invoice holds is never chosen again, gaps or not."""
+    prefix = order.operation_id + "/retry/"
+    numbers = [op.operation_id.removeprefix(prefix) for op in ours
+               if op.operation_id.startswith(prefix)]
+    return max((int(n) for n in numbers if n.isascii() and n.isdigit()), default=0)
 
 
 def _manual_due(order: ChargeTarget, operations: list[Operation]) -> bool:
