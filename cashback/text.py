@@ -30,6 +30,8 @@ class InvalidPayload(TypedError):
 
 
 def check_text(value: str, what: str) -> str:
+    if value.isascii() and "\x00" not in value:  # the common case, without an encode
+        return value
     if "\x00" in value:
         raise InvalidText(f"{what} holds a NUL character")
     try:

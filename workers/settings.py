@@ -81,8 +81,7 @@ class Settings(BaseSettings):
 
     @property
     def cashback_precision_by_currency(self) -> dict[str, int]:
-        return {currency: int(places)
-                for currency, places in _pairs(self.cashback_precision, "").items()}
+        return _places(self.cashback_precision)
 
     @property
     def cashback_billing_service_by_service(self) -> dict[str, str]:
@@ -94,8 +93,10 @@ class Settings(BaseSettings):
                          if name.strip())
 
 
+@lru_cache(maxsize=16)
 def _pairs(value: str, name: str) -> dict[str, str]:
-    """`"a=1,b=2"` as {"a": "1", "b": "2"}; blanks between commas are ignored."""
+    """`"a=1,b=2"` as {"a": "1", "b": "2"}; blanks between commas are ignored. Cached: the
+    charge path reads these per order (callers must not change the dict)."""
     pairs: dict[str, str] = {}
     for part in value.split(","):
         if not part.strip():
@@ -105,6 +106,11 @@ def _pairs(value: str, name: str) -> dict[str, str]:
             raise ValueError(f"{name}: {part.strip()!r} is not NAME=VALUE")
         pairs[key.strip()] = item.strip()
     return pairs
+
+
+@lru_cache(maxsize=4)
+def _places(value: str) -> dict[str, int]:
+    return {currency: int(places) for currency, places in _pairs(value, "").items()}
 
 
 @lru_cache(maxsize=1)
