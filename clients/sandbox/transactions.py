@@ -12,8 +12,9 @@ version (or an update while one is in progress) is 409, an unknown invoice 404, 
 malformed amount 400. Every amount is a decimal string in both directions.
 
 Control API under `/_sandbox/`: `invoices` (create or replace an invoice: its `sum_to_pay`,
-`held` and `cleared` sums per payment type with their items, and its cashback state), `settings` (delay, outcomes), `state` (invoices with operations, plus the log of
-every update call), `reset`, `faults` (clients/sandbox/json_peer.py says what each fault does;
+`held` and `cleared` sums per payment type with their items, and its cashback state),
+`settings` (delay, outcomes), `state` (invoices with operations, plus the log of every update
+call), `reset`, `faults` (clients/sandbox/json_peer.py says what each fault does;
 the `match` operations are "invoice/retrieve" and "cashback/update").
 """
 
