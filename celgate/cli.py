@@ -84,6 +84,29 @@ def repair(args: argparse.Namespace) -> None:
     print(f"repaired {args.namespace}/{args.machine_id} ({args.action})")
 
 
+def cashback_show(args: argparse.Namespace) -> None:
+    from cashback import orders
+    from cashback.api import OrderView
+    from cashback.orders import OrderNotFound
+    from cashback.text import check_text
+
+    # An argument that is not valid UTF-8 arrives with lone surrogates.
+    order = orders.get(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
+    if order is None:
+        raise OrderNotFound(f"no cashback registered for order {args.order_id} of "
+                            f"{args.service}")
+    print(OrderView.of(order).model_dump_json(indent=2))
+
+
+def cashback_retry(args: argparse.Namespace) -> None:
+    from cashback.api import OrderView
+    from cashback.retry import retry
+    from cashback.text import check_text
+
+    order = retry(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
+    print(OrderView.of(order).model_dump_json(indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="celgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +135,15 @@ def main(argv: list[str] | None = None) -> None:
     repair_parser.add_argument("--operator", help="who repairs (recorded in the history)")
     repair_parser.add_argument("--reason", help="why (recorded in the history)")
     repair_parser.set_defaults(run=repair)
+    cashback_parser = commands.add_parser("cashback", help="cashback orders")
+    cashback_commands = cashback_parser.add_subparsers(dest="cashback_command", required=True)
+    for name, run, text in (
+            ("show", cashback_show, "print an order's cashback and charge status"),
+            ("retry", cashback_retry, "retry the charge of a failed order (operator retry)")):
+        order_parser = cashback_commands.add_parser(name, help=text)
+        order_parser.add_argument("service")
+        order_parser.add_argument("order_id")
+        order_parser.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:
         args.run(args)
