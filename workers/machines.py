@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
-from workers import timers
+from workers import metrics, timers
 from workers.celery_app import app
 from workers.db import Tx, transaction
 from workers.errors import TypedError
@@ -251,6 +252,7 @@ def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
             tx.after_commit(lambda: timers.publish_if_near(ns.task_name,
                                                            _message(machine_id, token), due))
             return "early"
+        metrics.observe_timer_lag(ns.name, (current - row.timer_due_at).total_seconds())
         machine = _machine(row, _history(row))
         try:
             result = ns.processor(Timeout(), machine)
@@ -507,7 +509,9 @@ def register_timeout_task(ns: Namespace):
     @app.task(name=ns.task_name, base=TypedTask)
     def machine_timeout(**kwargs: Any) -> str:
         message = parse(TimeoutMessage, kwargs)
+        started = time.perf_counter()
         outcome = handle_timeout(ns, message.machine_id, message.token)
+        metrics.step_done(ns.name, outcome, started)
         log.debug("timeout handled", extra={"namespace": ns.name, "machine_id": message.machine_id,
                                            "outcome": outcome})
         return outcome

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers import machines, stq
+from workers import machines, metrics, stq
 from workers.celery_app import app
 from workers.messages import TypedTask
 from workers.settings import get_settings
@@ -15,7 +15,10 @@ def sweep() -> dict[str, int]:
     stamped sent in the same statement.
     """
     batch = get_settings().sweep_batch
-    return {"machines": machines.sweep_due(batch), "stq": stq.sweep_due(batch)}
+    published = {"machines": machines.sweep_due(batch), "stq": stq.sweep_due(batch)}
+    for kind, count in published.items():
+        metrics.sweeper_published(kind, count)
+    return published
 
 
 @app.task(name="workers.sweep", base=TypedTask)
