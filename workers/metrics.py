@@ -49,8 +49,8 @@ STEP_DURATION = Histogram(
 PEER_DURATION = Histogram(
     "celgate_peer_request_duration_seconds",
     "Time a call to a peer took, retries included, by outcome: ok, a woody error class "
-    "(resource_unavailable, result_unknown, result_unexpected), business_error, or the JSON "
-    "peer's error kind.",
+    "(resource_unavailable, result_unknown, result_unexpected), business_error, or for a JSON "
+    "peer unavailable, rejected or bad_answer.",
     ["peer", "method", "outcome"], buckets=_FAST_BUCKETS)
 TIMER_LAG = Histogram(
     "celgate_timer_lag_seconds",
@@ -105,14 +105,21 @@ def peer_call(peer: str, method: str) -> Iterator[None]:
 
 
 def peer_outcome(exc: BaseException) -> str:
-    """A small, fixed vocabulary: woody's error classes, business_error, else the class name."""
+    """A small, fixed vocabulary: woody's error classes (resource_unavailable, result_unknown,
+    result_unexpected), business_error (a declared Thrift exception), and for JSON peers
+    unavailable, rejected (a 4xx answer) or bad_answer; else the error's class name."""
     error_class = getattr(exc, "error_class", None)  # woody: "resource unavailable", ...
     if isinstance(error_class, str):
         return error_class.replace(" ", "_")
-    name = type(exc).__name__
-    if name == "BusinessError" or getattr(exc, "status", None) is not None:
-        return "business_error"  # a declared Thrift exception or a JSON peer's 4xx answer
-    return _snake(name)
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    for kind, outcome in _PEER_ERRORS:
+        if kind in kinds:
+            return outcome
+    return _snake(type(exc).__name__)
+
+
+_PEER_ERRORS = (("BusinessError", "business_error"), ("PeerUnavailable", "unavailable"),
+                ("PeerRejected", "rejected"), ("PeerBadAnswer", "bad_answer"))
 
 
 def _snake(name: str) -> str:
