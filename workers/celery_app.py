@@ -59,6 +59,8 @@ def create_app() -> Celery:
         task_routes=(route_by_prefix,),
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         broker_connection_retry_on_startup=True,
+        # Checks every message before Celery dispatches it: none can stop a worker.
+        worker_consumer="workers.consumer:GuardedConsumer",
         enable_utc=True,
         timezone="UTC",
         # Flower shows every task only when workers send events, the "sent" one included.

@@ -212,7 +212,7 @@ def call(ns: Namespace, machine_id: str, args: Json) -> Any:
         row = _lock(tx, ns.name, machine_id)
         if row.status == "failed":
             raise MachineFailed(f"{ns.name}/{machine_id} is failed: {row.error}")
-        result = ns.processor(Call(args), _machine(row, _history(row)))
+        result = ns.processor(Call(args), _machine(row, _locked_history(tx, row)))
         _apply(tx, ns, row, result, fired=False)
         return result.response
 
@@ -253,7 +253,7 @@ def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
                                                            _message(machine_id, token), due))
             return "early"
         metrics.observe_timer_lag(ns.name, (current - row.timer_due_at).total_seconds())
-        machine = _machine(row, _history(row))
+        machine = _machine(row, _locked_history(tx, row))
         try:
             result = ns.processor(Timeout(), machine)
         except Exception as exc:  # the processor failed: nothing of it is stored
@@ -338,10 +338,34 @@ def _exists(tx: Tx, namespace: str, machine_id: str) -> bool:
 
 
 def _history(row: Row) -> tuple[Event, ...]:
+    return _events(row.history)
+
+
+def _events(raw: list | None) -> tuple[Event, ...]:
     return tuple(
         Event(event_id, datetime.fromisoformat(occurred_at), body)
-        for event_id, occurred_at, body in row.history or ()
+        for event_id, occurred_at, body in raw or ()
     )
+
+
+_READ_HISTORY = """
+    SELECT json_agg(json_build_array(event_id, occurred_at, body) ORDER BY event_id)
+    FROM machine_events WHERE namespace = %(namespace)s AND machine_id = %(machine_id)s
+"""
+
+
+def _locked_history(tx: Tx, row: Row) -> tuple[Event, ...]:
+    """The history of a row this transaction has locked, as it stands now.
+
+    Under READ COMMITTED a locking statement that had to wait (or met a row updated after its
+    snapshot) returns the row's newest version, but its history subquery still reads the
+    statement's older snapshot. The row's `last_event_id` is current, so a history shorter than
+    it was read too early: read it again in a new statement, which sees every commit before
+    our lock. The common case (no wait) costs no extra round trip.
+    """
+    if len(row.history or ()) == row.last_event_id:
+        return _history(row)
+    return _events(tx.conn.exec_driver_sql(_READ_HISTORY, _key(row.namespace, row.id)).scalar())
 
 
 def _machine(row: Row, history: tuple[Event, ...]) -> Machine:

@@ -72,7 +72,7 @@ def messages_with(client: redis.Redis, text: str) -> list[dict]:
 
 
 def _decode_body(message: dict) -> str:
-    return base64.b64decode(message["body"]).decode()
+    return base64.b64decode(message["body"]).decode(errors="replace")
 
 
 def rejections(log: Path, code: str, marker: str) -> list[str]:
