@@ -5,13 +5,15 @@
 Fills the benchmark database with machines (a few namespaces, 1 % failed, 0.1 % with an
 overdue timer) and a thousand STQ rows, then times the API's database gauges (trigger-kept
 totals, the due-time index, pending STQ rows) against the plain query a scrape would otherwise
-run (`count(*) ... GROUP BY namespace, status`). Same process, same database, same run.
+run (`count(*) ... GROUP BY namespace, status`). Same process, same database, same run. Then
+what the counting trigger costs a machine start: inserts with the trigger on vs off.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import uuid
 
 from benchmarks import harness
 
@@ -87,10 +89,35 @@ def scrape_counting(scrapes: int) -> harness.Figures:
                            tuple(latencies))
 
 
+def starts(count: int, *, trigger: bool) -> harness.Figures:
+    """`count` machine inserts, one transaction each (as a machine start), trigger on or off."""
+    from sqlalchemy import text
+
+    from workers.db import transaction
+
+    with transaction() as tx:
+        tx.conn.execute(text(f"ALTER TABLE machines {'ENABLE' if trigger else 'DISABLE'} "
+                             "TRIGGER machines_count"))
+    prefix = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    for i in range(count):
+        with transaction() as tx:
+            tx.conn.exec_driver_sql(
+                "INSERT INTO machines (namespace, id) VALUES ('start-bench', %(id)s)",
+                {"id": f"{prefix}-{i}"})
+    figures = harness.Figures(f"starts, trigger {'on' if trigger else 'off'}", count,
+                              time.perf_counter() - started)
+    with transaction() as tx:
+        tx.conn.execute(text("ALTER TABLE machines ENABLE TRIGGER machines_count"))
+        tx.conn.execute(text("DELETE FROM machines WHERE namespace = 'start-bench'"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--machines", type=int, default=1_000_000)
     parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument("--starts", type=int, default=3000)
     args = parser.parse_args()
     harness.fresh_database()
     print(f"filled {args.machines} machines in {fill(args.machines):.1f}s")
@@ -103,6 +130,10 @@ def main() -> None:
     vacuum_deltas()
     harness.report(scrape_ours(args.scrapes), scrape_counting(args.scrapes), "scrapes",
                    target_ratio=10)
+    print("\nwhat the trigger costs a machine start (an insert in its own transaction):")
+    starts(500, trigger=True)  # warm up
+    harness.report(starts(args.starts, trigger=True), starts(args.starts, trigger=False),
+                   "starts", target_ratio=0.9)
 
 
 if __name__ == "__main__":

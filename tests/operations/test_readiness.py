@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 
@@ -71,3 +73,20 @@ def test_a_bad_request_is_still_a_schema_error_without_the_database(no_database)
         **AUTH, "Content-Type": "application/json"}, timeout=10)
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_request"
+
+
+def test_a_worker_does_not_report_ready_without_the_database(tmp_path, database):
+    from celgate.processes import worker as worker_process
+    from tests.operations.conftest import closed_port_url as closed
+
+    url = closed("postgresql+psycopg2").replace("://", "://postgres@") + "/celgate"
+    process = worker_process(tmp_path / "worker.log", name="no-db",
+                             env={**os.environ, "DATABASE_URL": url})
+    with pytest.raises(RuntimeError, match="not ready in 8"):
+        process.start(timeout=8)
+    try:
+        log = process.log_tail(200)
+        assert "database unavailable, worker waits before it reports ready" in log
+        assert " ready." not in log
+    finally:
+        process.kill()
