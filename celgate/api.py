@@ -188,8 +188,8 @@ def _bounded(checks: dict[str, Callable[[], None]], timeout_s: float) -> dict[st
             check()
             results[name] = "ok"
         except Exception as exc:  # any failure means not ready; the message says which
-            results[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}" \
-                if str(exc).strip() else type(exc).__name__
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            results[name] = f"{type(exc).__name__}: {first_line}".rstrip(": ")
 
     threads = [threading.Thread(target=run, args=item, daemon=True) for item in checks.items()]
     for thread in threads:

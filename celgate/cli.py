@@ -138,14 +138,6 @@ def machines_list(args: argparse.Namespace) -> None:
 
 
 def _list_machines(namespace: str | None, status: str | None, limit: int) -> list[dict]:
-    from workers import machines
-
-    # The runtime's own listing when this build has it (GET /v1/machines uses it too).
-    listing = getattr(machines, "list_machines", None)
-    if listing is not None:
-        page = listing(namespace=namespace, status=status, limit=limit)
-        items = page[0] if isinstance(page, tuple) else getattr(page, "machines", page)
-        return [item if isinstance(item, dict) else dict(vars(item)) for item in items]
     from workers.db import transaction
     from workers.operations import machine_rows
 
@@ -269,7 +261,7 @@ def _request_repair(args: argparse.Namespace) -> None:
                              code="invalid_repair")
         body["failure"] = {"code": args.failure_code, "reason": args.failure_reason}
     if len(inspect.signature(commands.repair).parameters) < 3:
-        # This build's payments repair takes no body: only resume exists.
+        # A payments build whose repair takes no body knows only resume.
         if body["action"] != "resume":
             raise TypedError(f"this build cannot {args.action} a payment",
                              code="unsupported_action")

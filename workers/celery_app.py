@@ -147,7 +147,7 @@ def wait_for_database() -> None:
 def check_flower_auth(argv: list[str], env: dict[str, str]) -> None:
     """`celery -A workers flower` refuses to start without FLOWER_BASIC_AUTH (or another
     Flower auth option) unless CELGATE_LOCAL_DEMO says this is a local demo."""
-    if "flower" not in argv[1:]:
+    if "flower" not in argv[1:] or "--help" in argv:
         return
     if env.get("FLOWER_BASIC_AUTH") or env.get("FLOWER_AUTH") or any(
             a.startswith(("--basic-auth", "--basic_auth", "--auth")) for a in argv):
