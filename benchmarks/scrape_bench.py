@@ -131,9 +131,12 @@ def main() -> None:
     harness.report(scrape_ours(args.scrapes), scrape_counting(args.scrapes), "scrapes",
                    target_ratio=10)
     print("\nwhat the trigger costs a machine start (an insert in its own transaction):")
-    starts(500, trigger=True)  # warm up
-    harness.report(starts(args.starts, trigger=True), starts(args.starts, trigger=False),
-                   "starts", target_ratio=0.9)
+    # Alternating rounds, best of each: the machine is shared, one round alone says little.
+    rounds = [(starts(args.starts, trigger=True), starts(args.starts, trigger=False))
+              for _ in range(3)]
+    harness.report(max((on for on, _ in rounds), key=lambda f: f.rate),
+                   max((off for _, off in rounds), key=lambda f: f.rate), "starts",
+                   target_ratio=0.9)
 
 
 if __name__ == "__main__":
