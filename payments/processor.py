@@ -23,7 +23,7 @@ from payments import decisions
 from payments.events import Change, InvalidHistory, from_json, to_json
 from payments.peers import get_peers
 from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody
-from payments.state import PaymentState, fold
+from payments.state import Activity, PaymentState, fold
 from payments.steps import STEPS, ProviderSessionRetry
 from workers import machines
 from workers.logs import bind
@@ -59,7 +59,7 @@ def process(signal: Signal, machine: Machine) -> Result:
             changes = _decide(state, signal.args)
             # The caller learns where the payment went without reading it back.
             activity = fold(changes, state).activity
-            return _result(changes, Action.instant(), response=activity)
+            return _result(changes, Action.instant(), activity, response=activity)
         step = STEPS.get(state.activity)
         if step is None:
             raise InvalidHistory(f"a timer fired in activity {state.activity}")
@@ -68,13 +68,13 @@ def process(signal: Signal, machine: Machine) -> Result:
             outcome = step(state, peers)
             log.info("payment step done",
                      extra={"changes": [change.TYPE for change in outcome.changes]})
-        return _result(outcome.changes, outcome.action)
+        return _result(outcome.changes, outcome.action, fold(outcome.changes, state).activity)
 
 
 def _start(args: dict[str, Any]) -> Result:
     body = HoldBody.model_validate(args) if "flow" in args else RegisterBody.model_validate(args)
     changes = decisions.start(body.to_domain(), machines.now())
-    return _result(changes, Action.instant())
+    return _result(changes, Action.instant(), fold(changes).activity)
 
 
 def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
@@ -85,9 +85,12 @@ def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
     raise ValueError(f"unknown payment call {sorted(args)}")
 
 
-def _result(changes: Sequence[Change], action: Action, response: Any = None) -> Result:
+def _result(changes: Sequence[Change], action: Action, activity: Activity,
+            response: Any = None) -> Result:
+    """The changes as events; a timer runs the step of the activity they lead to, as the
+    Celery task named after it."""
     return Result(events=[to_json(change) for change in changes], action=action,
-                  response=response)
+                  response=response, step=activity if activity in STEPS else None)
 
 
-NAMESPACE = Namespace(NAME, process, is_transient=is_transient)
+NAMESPACE = Namespace(NAME, process, is_transient=is_transient, steps=tuple(STEPS))

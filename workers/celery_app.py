@@ -41,10 +41,16 @@ def route_by_prefix(name: str, args, kwargs, options, task=None, **kw) -> dict |
     return {"queue": prefix} if prefix in QUEUES else None
 
 
+def broker_transport(broker_url: str) -> str | None:
+    """Our Redis transport for `redis://` brokers (see `workers.redis_transport`)."""
+    return "workers.redis_transport:Transport" if broker_url.startswith("redis://") else None
+
+
 def create_app() -> Celery:
     settings = get_settings()
     app = Celery("celgate", broker=settings.broker_url)
     app.conf.update(
+        broker_transport=broker_transport(settings.broker_url),
         include=TASK_MODULES + settings.extra_import_modules,
         task_serializer="json",
         result_serializer="json",
@@ -59,6 +65,8 @@ def create_app() -> Celery:
         task_routes=(route_by_prefix,),
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         broker_connection_retry_on_startup=True,
+        # A worker waits for a broker that is away for long instead of exiting after N tries.
+        broker_connection_max_retries=None,
         # Checks every message before Celery dispatches it: none can stop a worker.
         worker_consumer="workers.consumer:GuardedConsumer",
         enable_utc=True,

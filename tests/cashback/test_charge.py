@@ -254,7 +254,7 @@ def test_a_lost_charge_message_is_brought_back_by_the_sweeper(
         tx.conn.execute(update(stq_tasks).where(
             stq_tasks.c.queue == CHARGE_QUEUE,
             stq_tasks.c.task_id == f"{SERVICE}/{new_order_id}",
-        ).values(sent_at=long_ago, eta=long_ago))
+        ).values(sent_at=long_ago, eta=long_ago, publish_at=long_ago))
     assert sweep()["stq"] >= 1
 
     wait_status(api, new_order_id, "charged")
