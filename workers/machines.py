@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
-from workers import timers
+from workers import metrics, timers
 from workers.celery_app import app
 from workers.db import Tx, transaction
 from workers.errors import TypedError
@@ -256,6 +257,7 @@ def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
             tx.after_commit(lambda: timers.publish_if_near(task_name,
                                                            _message(machine_id, token), due))
             return "early"
+        metrics.observe_timer_lag(ns.name, (current - row.timer_due_at).total_seconds())
         machine = _machine(row, _locked_history(tx, row))
         try:
             result = ns.processor(Timeout(), machine)
@@ -532,7 +534,9 @@ def register_timeout_task(ns: Namespace):
 
     def run_timer(**kwargs: Any) -> str:
         message = parse(TimeoutMessage, kwargs)
+        started = time.perf_counter()
         outcome = handle_timeout(ns, message.machine_id, message.token)
+        metrics.step_done(ns.name, outcome, started)
         log.debug("timeout handled", extra={"namespace": ns.name, "machine_id": message.machine_id,
                                            "outcome": outcome})
         if outcome == "failed_attempt":

@@ -70,7 +70,15 @@ class Settings(BaseSettings):
     worker_extra_imports: str = ""  # comma-separated module names
     worker_prefetch_multiplier: int = Field(1, ge=1)
     broker_visibility_timeout_s: int = Field(3600, ge=1)
+    # Task events for Flower (received, started, succeeded/failed/retried, and sent).
+    worker_send_task_events: bool = True
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
+    # Logs: `json` (one object a line) or `text` (readable, for the demo).
+    log_format: str = Field("json", pattern="^(json|text)$")
+    # How long /health/ready waits for each dependency before calling it down.
+    ready_check_timeout_s: float = Field(2.0, gt=0)
 
     @property
     def extra_import_modules(self) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from workers import machines, stq
+from workers import machines, metrics, stq
 from workers.celery_app import app
 from workers.messages import TypedTask
 from workers.settings import get_settings
@@ -35,6 +35,8 @@ def sweep() -> dict[str, int]:
                 pending[kind] = count == batch
         if time.monotonic() >= deadline:
             break
+    for kind, count in totals.items():
+        metrics.sweeper_published(kind, count)
     return totals
 
 

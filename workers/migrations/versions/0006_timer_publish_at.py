@@ -8,14 +8,14 @@ to the rows that are due for it. `timer_step` names the step a machine's timer r
 message (and a re-send) goes out as that step's own Celery task.
 
 Revision ID: 0006_timer_publish_at
-Revises: 0003_cashback_rates
+Revises: 0005_operate
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_timer_publish_at"
-down_revision = "0003_cashback_rates"
+down_revision = "0005_operate"
 branch_labels = None
 depends_on = None
 
