@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
+.PHONY: install services migrate test test-rabbitmq chaos bench bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api clean
 
 $(BIN)/python:
@@ -13,7 +13,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
-# Starts PostgreSQL and Redis when they are not running (as on a fresh CI machine).
+# Starts PostgreSQL, Redis and RabbitMQ when they are not running (as on a fresh CI machine).
 services:
 	@scripts/ensure-services
 
@@ -23,6 +23,10 @@ migrate: install services
 ## The test command (README): unit, integration and fault tests against real services.
 test: install services
 	$(BIN)/pytest -m 'not chaos' tests
+
+## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
+test-rabbitmq: install services
+	CELGATE_TEST_BROKER=rabbitmq $(BIN)/pytest -m 'broker and not chaos' tests
 
 ## Long fault-injection runs, kept out of `make test`.
 chaos: install services
