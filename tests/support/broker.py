@@ -66,9 +66,14 @@ class RabbitBroker:
         _rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
         from workers.celery_app import app, declare_topology
 
-        self.queue_names = list(app.amqp.queues) + [level_name(n) for n in range(MAX_LEVEL + 1)]
+        self.queue_names = list(app.amqp.queues) + self.delay_queue_names()
         with Connection(url) as connection:
             declare_topology(app, connection)
+
+    @staticmethod
+    def delay_queue_names() -> list[str]:
+        """The queues where native delayed delivery parks a countdown, one per bit of it."""
+        return [level_name(n) for n in range(MAX_LEVEL + 1)]
 
     def flush(self) -> None:
         # Messages a worker holds unacked stay: RabbitMQ hands them back if that worker dies.
