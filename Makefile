@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services migrate test test-rabbitmq chaos bench bench-runtime bench-payments bench-cashback \
+.PHONY: install install-bench services migrate test test-rabbitmq chaos bench bench-quick \
+        bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api clean
 
 $(BIN)/python:
@@ -12,6 +13,9 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+
+install-bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 # Starts PostgreSQL, Redis and RabbitMQ when they are not running (as on a fresh CI machine).
 services:
@@ -32,7 +36,13 @@ test-rabbitmq: install services
 chaos: install services
 	$(BIN)/pytest -m chaos tests
 
-bench: bench-runtime bench-payments bench-cashback
+## Every benchmark and baseline from one run, into docs/bench (a table and a chart).
+bench: install-bench services
+	$(BIN)/python -m benchmarks.report
+
+## The same at small sizes, into build/bench: a check that the benchmarks still run.
+bench-quick: install-bench services
+	$(BIN)/python -m benchmarks.report --quick --out build/bench
 
 bench-runtime: install services
 	$(BIN)/python -m benchmarks.runtime_bench
