@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 
 from cashback.queues import CHARGE_QUEUE
-from cashback.tasks import balance_changed, cashback_charge_processing
-from cashback.tasks import universal_cashback_processing
+from cashback.tasks import (
+    balance_changed,
+    cashback_charge_processing,
+    universal_cashback_processing,
+)
 from tests.cashback.conftest import SERVICE, register_body
 from workers import stq
 
