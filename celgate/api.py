@@ -305,7 +305,9 @@ def declare_errors(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 if "HTTPValidationError" in str(responses.get("422")):
                     del responses["422"]  # FastAPI's default body; ours is declared below
-                for status in sorted(error_statuses(path, method, operation)):
+                # Statuses a router declared itself take the one error schema too.
+                declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+                for status in sorted(error_statuses(path, method, operation) | declared):
                     responses[str(status)] = {
                         "description": _DESCRIPTIONS[status],
                         "content": {"application/json": {"schema": ref}}}
