@@ -7,9 +7,10 @@ that id; a payment whose context lacks a scoped value (no card for `payment_tool
 with PaymentToolNotSupported. An operation holds the payment's cost on each limit it names; a
 commit moves the held amount (or the smaller captured cost from the context) into the
 committed total; a rollback releases it. A limit's value (per scope key) is committed + held,
-and going past the upper boundary is not an error: the caller reads the value and decides (wire-facts.md 3.4). Errors follow the liminator-backed limiter: an
-unknown operation is `InvalidRequest(["OperationNotFound"])`, a change already committed or
-rolled back is `InvalidRequest(["OperationAlreadyInFinalState"])`.
+and going past the upper boundary is not an error: the caller reads the value and decides
+(wire-facts.md 3.4). Errors follow the liminator-backed limiter: an unknown operation is
+`InvalidRequest(["OperationNotFound"])`, a change already committed or rolled back is
+`InvalidRequest(["OperationAlreadyInFinalState"])`.
 """
 
 from __future__ import annotations
