@@ -4,12 +4,13 @@ Limits are configured through the control API (id, currency, upper boundary, sco
 with scopes keeps one value per scope key, as the real limiter does: `payment_tool` counts per
 card token, `payer_contact_email` per payer email, `party`, `shop`, `provider`, `terminal` per
 that id; a payment whose context lacks a scoped value (no card for `payment_tool`) is refused
-with PaymentToolNotSupported. An operation holds the payment's cost on each limit it names; a commit moves the held amount (or the smaller
-captured cost from the context) into the committed total; a rollback releases it. A limit's
-value is committed + held, and going past the upper boundary is not an error: the caller reads
-the value and decides (wire-facts.md 3.4). Errors follow the liminator-backed limiter: an
-unknown operation is `InvalidRequest(["OperationNotFound"])`, a change already committed or
-rolled back is `InvalidRequest(["OperationAlreadyInFinalState"])`.
+with PaymentToolNotSupported. An operation holds the payment's cost on each limit it names; a
+commit moves the held amount (or the smaller captured cost from the context) into the
+committed total; a rollback releases it. A limit's value (per scope key) is committed + held,
+and going past the upper boundary is not an error: the caller reads the value and decides
+(wire-facts.md 3.4). Errors follow the liminator-backed limiter: an unknown operation is
+`InvalidRequest(["OperationNotFound"])`, a change already committed or rolled back is
+`InvalidRequest(["OperationAlreadyInFinalState"])`.
 """
 
 from __future__ import annotations
