@@ -23,7 +23,7 @@ from cashback.rates import CalcRequest, RatesRequest
 from cashback.register import RegisterRequest, register_cashback
 from cashback.retry import retry
 from cashback.text import check_text
-from workers.errors import TypedError
+from workers.errors import ErrorBody, TypedError
 
 router = APIRouter(tags=["cashback"])
 balance_router = APIRouter(tags=["wallet"])
@@ -100,7 +100,7 @@ class CalcAnswer(BaseModel):
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorView} for status in statuses}
+    return {status: {"model": ErrorBody} for status in statuses}
 
 
 def _path_ids(service: str, order_id: str) -> None:

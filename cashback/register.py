@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from cashback import currencies, orders
 from cashback.orders import ChargeStatus, Order
-from cashback.text import SafeObject, SafeText
 from cashback.queues import ORDER_ID_PATTERN, SERVICE_PATTERN, queue_charge
+from cashback.text import SafeObject, SafeText
 from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers import logs
-from workers.errors import TypedError
+from workers.errors import ErrorBody, TypedError
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,6 @@ strings. Every error has the body `{"code", "message"}`: 400 for a bad value, 40
 unknown id, 409 for a wrong state or version, 422 for a body that does not fit the schema,
 503 when a dependency (the database) is down.
 """
-
-
-class ErrorBody(BaseModel):
-    """The body of every error answer."""
-
-    code: str
-    message: str
 
 
 class Health(BaseModel):
@@ -305,9 +298,7 @@ def declare_errors(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 if "HTTPValidationError" in str(responses.get("422")):
                     del responses["422"]  # FastAPI's default body; ours is declared below
-                # Statuses a router declared itself take the one error schema too.
-                declared = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
-                for status in sorted(error_statuses(path, method, operation) | declared):
+                for status in sorted(error_statuses(path, method, operation)):
                     responses[str(status)] = {
                         "description": _DESCRIPTIONS[status],
                         "content": {"application/json": {"schema": ref}}}

@@ -165,9 +165,7 @@ def _append(path: tuple, suffix: str):
     return lambda kwargs: with_value(kwargs, path, get(kwargs, path) + suffix)
 
 
-# Refused at the door once the schema fixes of issue 9 (NUL text, int32/int64 bounds) are in:
-# strict, so a case that starts passing fails until its mark is dropped.
-PENDING = pytest.mark.xfail(strict=True, reason="accepted or crashing before the schema fixes")
+# Refused at the door (issue 9: NUL text, int32/int64 bounds, required fields).
 
 KNOWN_BAD = [
     ("payments.register", "NUL in party_id", _append(("party_id",), "\x00")),
@@ -197,18 +195,10 @@ KNOWN_BAD = [
 ]
 
 
-STILL_ACCEPTED = {
-    "NUL in party_id", "NUL in posting details", "NUL in a limit id",
-    "NUL in a transaction_info.extra key", "provider_id 2**31", "terminal_id -2**31-1",
-    "limit version 2**63", "NUL in shop_id", "NUL in reason", "NUL in order_id",
-    "NUL in wallet_id", "NUL in yandex_uid", "version 2**63", "no turnover_limits",
-}
 
 
 @pytest.mark.parametrize(("task", "mutate"), [
-    pytest.param(task, mutate, id=f"{task}: {what}",
-                 marks=[PENDING] if what in STILL_ACCEPTED else [])
-    for task, what, mutate in KNOWN_BAD])
+    pytest.param(task, mutate, id=f"{task}: {what}") for task, what, mutate in KNOWN_BAD])
 def test_values_the_contract_refuses_are_refused_over_tasks_too(
         task, mutate, live_worker, broker, held):
     marker = uuid.uuid4().hex[:12]
