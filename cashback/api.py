@@ -72,7 +72,12 @@ class OrderView(BaseModel):
         )
 
 
-@router.post("/v1/cashback/register", response_model=RegisterAnswer)
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+@router.post("/v1/cashback/register", response_model=RegisterAnswer,
+             responses=_errors(400, 409))
 def register(request: RegisterRequest) -> RegisterAnswer:
     """Record the order's target cashback and queue its charge (`register/cashback`)."""
     return RegisterAnswer(version=register_cashback(request).version)
@@ -97,10 +102,6 @@ class RatesView(BaseModel):
 
 class CalcAnswer(BaseModel):
     cashback: str
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in statuses}
 
 
 def _path_ids(service: str, order_id: str) -> None:

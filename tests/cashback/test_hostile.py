@@ -81,9 +81,15 @@ def test_register_refuses_a_payload_number_json_cannot_carry(api, new_order_id):
     assert assert_typed(response, (400,)) == "invalid_payload"
 
 
-def test_a_bad_order_id_in_the_url_is_a_typed_answer(api):
-    for order_id in ["a%00b", "a%ED%A0%80b"]:
-        response = api.get(f"/v1/cashback/{SERVICE}/{order_id}")
+@pytest.mark.parametrize(("method", "template"), [
+    ("GET", "/v1/cashback/{service}/{order_id}"),
+    ("POST", "/v1/cashback/{service}/{order_id}/retry"),
+    ("GET", "/v1/cashback/rates/{service}/{order_id}"),
+])
+@pytest.mark.parametrize("odd", ["a%00b", "a%ED%A0%80b", "%FF"])
+def test_odd_text_in_the_url_is_a_typed_answer(api, method, template, odd):
+    for service, order_id in [(SERVICE, odd), (odd, "o-1")]:
+        response = api.request(method, template.format(service=service, order_id=order_id))
         assert response.status_code in (400, 404), response.text
         assert set(response.json()) >= {"code", "message"}
 

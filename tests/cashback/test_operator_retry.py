@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -139,3 +140,28 @@ def test_the_cli_shows_and_retries_an_order(running_worker, api, transactions, n
     assert again.stderr.startswith("order_not_failed:")
     unknown = celgate("cashback", "show", SERVICE, new_order_id + "-none")
     assert (unknown.returncode, unknown.stderr.split(":")[0]) == (2, "order_not_found")
+
+
+def test_two_operators_retrying_at_once_make_one_retry(running_worker, api, transactions,
+                                                       new_order_id):
+    seed_exhausted(transactions, new_order_id)
+    register(api, new_order_id, {"user": "100"})
+    wait_status(api, new_order_id, "failed")
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def operator() -> None:
+        barrier.wait()
+        statuses.append(retry(api, new_order_id).status_code)
+
+    threads = [threading.Thread(target=operator) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [202, 409]
+    charged = wait_status(api, new_order_id, "charged")
+    assert charged["last_operation_id"] == f"{new_order_id}/v1/manual/1"
+    assert [u["operation_id"] for u in transactions.updates(new_order_id, outcome=None)] == [
+        f"{new_order_id}/v1/manual/1"]
