@@ -22,8 +22,8 @@ from cashback.orders import Order, OrderNotFound
 from cashback.rates import CalcRequest, RatesRequest
 from cashback.register import RegisterRequest, register_cashback
 from cashback.retry import retry
-from cashback.text import check_text
 from workers.errors import ErrorBody, TypedError
+from workers.text import check_text
 
 router = APIRouter(tags=["cashback"])
 balance_router = APIRouter(tags=["wallet"])

@@ -15,30 +15,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, ValidationInfo
 
 from workers.errors import TypedError
+from workers.text import check_text
 
 MAX_PAYLOAD_DEPTH = 32
-
-
-class InvalidText(TypedError):
-    code = "invalid_text"
-    http_status = 400
 
 
 class InvalidPayload(TypedError):
     code = "invalid_payload"
     http_status = 400
-
-
-def check_text(value: str, what: str) -> str:
-    if value.isascii() and "\x00" not in value:  # the common case, without an encode
-        return value
-    if "\x00" in value:
-        raise InvalidText(f"{what} holds a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidText(f"{what} is not valid Unicode (a lone surrogate)") from None
-    return value
 
 
 def check_json(value: Any, what: str, *, depth: int = 0) -> Any:

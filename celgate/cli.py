@@ -266,7 +266,7 @@ def cashback_show(args: argparse.Namespace) -> None:
     from cashback import orders
     from cashback.api import OrderView
     from cashback.orders import OrderNotFound
-    from cashback.text import check_text
+    from workers.text import check_text
 
     # An argument that is not valid UTF-8 arrives with lone surrogates.
     order = orders.get(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
@@ -279,7 +279,7 @@ def cashback_show(args: argparse.Namespace) -> None:
 def cashback_retry(args: argparse.Namespace) -> None:
     from cashback.api import OrderView
     from cashback.retry import retry
-    from cashback.text import check_text
+    from workers.text import check_text
 
     order = retry(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
     print(OrderView.of(order).model_dump_json(indent=2))

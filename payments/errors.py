@@ -48,11 +48,6 @@ class InvalidHoldLifetime(InvalidValue):
     code = "invalid_hold_lifetime"
 
 
-class InvalidText(InvalidValue):
-    """Text the database cannot store: a NUL character or a lone UTF-16 surrogate."""
-
-    code = "invalid_text"
-
 
 class InvalidRoute(InvalidValue):
     code = "invalid_route"

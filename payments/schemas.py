@@ -36,7 +36,7 @@ from payments.cashflow import (
     Volume,
 )
 from payments.decisions import CaptureCommand, RepairCommand
-from payments.errors import InvalidAmount, InvalidText
+from payments.errors import InvalidAmount
 from payments.model import (
     BankCard,
     Cart,
@@ -51,6 +51,7 @@ from payments.model import (
     check_id,
 )
 from payments.money import Money
+from workers.text import check_text as check_string
 
 
 def _text() -> Any:
@@ -69,12 +70,7 @@ def check_text(body: BaseModel) -> None:
 
 def _check_text(value: Any, path: str) -> None:
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidText(f"{path}: text must not hold a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidText(f"{path}: text must be valid Unicode (a lone surrogate)") from None
+        check_string(value, path)
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, f"{path} key")
