@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from clients.limiter import Payer  # the limiter's view of the payer is the payment's
 from payments.cashflow import CashFlowTemplate, check_template
 from payments.errors import (
     InvalidCart,
@@ -67,23 +68,6 @@ class TurnoverLimit:
         for what, value in (("version", self.version), ("upper_boundary", self.upper_boundary)):
             if value is not None and not _within(value, _I64):
                 raise InvalidLimit(f"limit {self.id!r}: {what} {value} does not fit 64 bits")
-
-
-@dataclass(frozen=True)
-class BankCard:
-    token: str
-    bin: str | None = None
-    last_digits: str | None = None
-    payment_system: str | None = None
-
-
-@dataclass(frozen=True)
-class Payer:
-    """Who pays, as far as limits scoped by card or contact need to know."""
-
-    bank_card: BankCard | None = None
-    email: str | None = None
-    phone_number: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from clients.limiter import BankCard, Payer
 from payments.cashflow import (
     DEFAULT_ROUNDING,
     CashFlowAccount,
@@ -38,12 +39,10 @@ from payments.cashflow import (
 from payments.decisions import CaptureCommand, RepairCommand
 from payments.errors import InvalidAmount
 from payments.model import (
-    BankCard,
     Cart,
     CartLine,
     Failure,
     HoldFlow,
-    Payer,
     PaymentRequest,
     Route,
     TransactionInfo,

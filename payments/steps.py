@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from clients import accounter
-from clients import limiter as limiter_client
 from clients.limiter import LimitChange, PaymentContext
 from clients.woody import BusinessError
 from payments import decisions
@@ -303,10 +302,7 @@ def _limit_context(state: PaymentState, *, captured: Money | None) -> PaymentCon
         captured_amount=None if captured is None else captured.amount,
         flow_hold=None if flow is None else (flow.on_hold_expiration,
                                              _rfc3339(flow.held_until)),
-        payer=None if payment.payer is None else limiter_client.Payer(
-            bank_card=None if payment.payer.bank_card is None else limiter_client.BankCard(
-                **payment.payer.bank_card.__dict__),
-            email=payment.payer.email, phone_number=payment.payer.phone_number),
+        payer=payment.payer,
     )
 
 
