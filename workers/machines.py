@@ -290,8 +290,9 @@ _SELECT_MACHINE = """
     SELECT m.namespace, m.id, m.status, m.error, m.aux_state, m.last_event_id,
         m.failed_attempts, m.timer_token, m.timer_sent_at, m.timer_step, m.created_at,
         m.updated_at,
-        GREATEST(LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
-            AS timer_due_at, (
+        -- LEAST/GREATEST skip NULLs: without the CASE "no timer" would read as year 9999.
+        CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(LEAST(m.timer_due_at,
+            '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00') END AS timer_due_at, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history
