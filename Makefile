@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services migrate test chaos bench bench-runtime bench-payments bench-cashback \
+.PHONY: install install-bench services migrate test test-rabbitmq chaos fuzz bench bench-quick \
+        bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api flower constraints bench-scrape clean
 
 $(BIN)/python:
@@ -13,7 +14,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
-# Starts PostgreSQL and Redis when they are not running (as on a fresh CI machine).
+install-bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
+# Starts PostgreSQL, Redis and RabbitMQ when they are not running (as on a fresh CI machine).
 services:
 	@scripts/ensure-services
 
@@ -24,11 +28,25 @@ migrate: install services
 test: install services
 	$(BIN)/pytest -m 'not chaos' tests
 
+## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
+test-rabbitmq: install services
+	CELGATE_TEST_BROKER=rabbitmq $(BIN)/pytest -m 'broker and not chaos' tests
+
 ## Long fault-injection runs, kept out of `make test`.
 chaos: install services
 	$(BIN)/pytest -m chaos tests
 
-bench: bench-runtime bench-payments bench-cashback bench-scrape
+## Long property and fuzz runs (many more examples than in `make test`), kept out of it.
+fuzz: install services
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m 'not chaos' tests/properties tests/fuzz
+
+## Every benchmark and baseline from one run, into docs/bench (a table and a chart).
+bench: install-bench services
+	$(BIN)/python -m benchmarks.report
+
+## The same at small sizes, into build/bench: a check that the benchmarks still run.
+bench-quick: install-bench services
+	$(BIN)/python -m benchmarks.report --quick --out build/bench
 
 bench-runtime: install services
 	$(BIN)/python -m benchmarks.runtime_bench

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers import logs
-from workers.errors import TypedError
+from workers.errors import ErrorBody, TypedError
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,6 @@ strings. Every error has the body `{"code", "message"}`: 400 for a bad value, 40
 unknown id, 409 for a wrong state or version, 422 for a body that does not fit the schema,
 503 when a dependency (the database) is down.
 """
-
-
-class ErrorBody(BaseModel):
-    """The body of every error answer."""
-
-    code: str
-    message: str
 
 
 class Health(BaseModel):
@@ -100,6 +93,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def create_app() -> FastAPI:
     from cashback.api import balance_router
     from cashback.api import router as cashback_router
+    from celgate.machines_api import router as machines_router
     from payments.api import router as payments_router
     from workers.metrics import register_database_gauges
 
@@ -137,6 +131,7 @@ def create_app() -> FastAPI:
 
     app.include_router(payments_router, dependencies=secured)
     app.include_router(cashback_router, dependencies=secured)
+    app.include_router(machines_router, dependencies=secured)
     # The billing callback authenticates by its HMAC signature instead of the bearer token.
     app.include_router(balance_router)
     add_error_handlers(app)
@@ -215,10 +210,20 @@ def add_error_handlers(app: FastAPI) -> None:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        if exc.errors() and all(e["type"] == "string_unicode" for e in exc.errors()):
+            # Well-formed JSON whose text is no valid Unicode (a lone surrogate escape): a
+            # bad value, like text holding NUL.
+            return _error(400, "invalid_text", details)
         return _error(422, "invalid_request", details or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, _UNDECODABLE_BODY):
+            # FastAPI answers 400 for a JSON body it cannot decode other than a syntax error
+            # (bytes that are not UTF-8, nesting deeper than the parser recurses); the
+            # contract counts any body that is not valid JSON as a schema error.
+            return _error(422, "invalid_request",
+                          f"the body is not valid JSON: {_decode_reason(exc.__cause__)}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
@@ -349,6 +354,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")[:128]
     return None
+
+
+_UNDECODABLE_BODY = (UnicodeDecodeError, RecursionError)
+
+
+def _decode_reason(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    return "not UTF-8"
 
 
 def check_auth_configured(settings: Settings) -> None:

@@ -6,7 +6,6 @@ Readable tables by default (rich); `--json` where a script wants the raw data.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -242,36 +241,48 @@ def _request_repair(args: argparse.Namespace) -> None:
     from payments.processor import NAME as PAYMENTS
     from workers import machines
 
+    action = args.action.replace("-", "_")
     if args.namespace != PAYMENTS:
-        if args.action != "resume":
+        if action != "resume":
             raise TypedError(f"namespace {args.namespace} knows only --action resume",
                              code="unsupported_action")
         machines.repair(machines.registered(args.namespace), args.machine_id)
         return
-    from payments import commands
-    from payments.schemas import RepairBody
+    # Payments record every repair with who and why, and settle provider sessions.
+    from payments.repairs import repair_machine
 
-    invoice_id, _, payment_id = args.machine_id.partition(".")
-    body: dict[str, Any] = {"action": args.action.replace("-", "_")}
-    if args.trx_id:
-        body["trx_id"] = args.trx_id
-    if args.action == "fail-session":
-        if not (args.failure_code and args.failure_reason):
-            raise TypedError("fail-session needs --failure-code and --failure-reason",
-                             code="invalid_repair")
-        body["failure"] = {"code": args.failure_code, "reason": args.failure_reason}
-    if len(inspect.signature(commands.repair).parameters) < 3:
-        # A payments build whose repair takes no body knows only resume.
-        if body["action"] != "resume":
-            raise TypedError(f"this build cannot {args.action} a payment",
-                             code="unsupported_action")
-        commands.repair(invoice_id, payment_id)
-        return
-    try:
-        parsed = RepairBody.model_validate(body)
-    except ValueError as exc:
-        raise TypedError(str(exc).splitlines()[0], code="invalid_repair") from None
-    commands.repair(invoice_id, payment_id, parsed)
+    if action == "fail_session" and not args.failure_code:
+        raise TypedError("fail-session needs --failure-code (and --failure-reason)",
+                         code="invalid_repair")
+    repair_machine(args.machine_id, action=action, trx_id=args.trx_id,
+                   failure_code=args.failure_code, failure_reason=args.failure_reason or "",
+                   operator=args.operator, reason=args.reason)
+
+
+# --- cashback -------------------------------------------------------------------------------
+
+
+def cashback_show(args: argparse.Namespace) -> None:
+    from cashback import orders
+    from cashback.api import OrderView
+    from cashback.orders import OrderNotFound
+    from cashback.text import check_text
+
+    # An argument that is not valid UTF-8 arrives with lone surrogates.
+    order = orders.get(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
+    if order is None:
+        raise OrderNotFound(f"no cashback registered for order {args.order_id} of "
+                            f"{args.service}")
+    print(OrderView.of(order).model_dump_json(indent=2))
+
+
+def cashback_retry(args: argparse.Namespace) -> None:
+    from cashback.api import OrderView
+    from cashback.retry import retry
+    from cashback.text import check_text
+
+    order = retry(check_text(args.order_id, "order_id"), check_text(args.service, "service"))
+    print(OrderView.of(order).model_dump_json(indent=2))
 
 
 # --- stq ------------------------------------------------------------------------------------
@@ -372,11 +383,14 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("repair", help="re-open a failed machine, then say how it went")
     p.add_argument("namespace")
     p.add_argument("machine_id", help="for payments: <invoice_id>.<payment_id>")
-    p.add_argument("--action", choices=["resume", "fulfill-session", "fail-session"],
-                   default="resume")
+    p.add_argument("--action", default="resume",
+                   choices=["resume", "fulfill-session", "fail-session", "fulfill_session",
+                            "fail_session"])
     p.add_argument("--trx-id", help="fulfill-session: the provider's transaction id")
     p.add_argument("--failure-code", help="fail-session: the failure code")
     p.add_argument("--failure-reason", help="fail-session: the failure reason")
+    p.add_argument("--operator", help="who repairs (recorded in the history)")
+    p.add_argument("--reason", help="why (recorded in the history)")
     p.add_argument("--wait", type=float, default=3.0,
                    help="seconds to watch the machine after the repair [3]")
     p.set_defaults(run=repair)
@@ -388,6 +402,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=stq_list)
+
+    cashback = commands.add_parser("cashback", help="cashback orders").add_subparsers(
+        dest="cashback_command", required=True)
+    for name, run, text in (
+            ("show", cashback_show, "an order's cashback and charge status (JSON)"),
+            ("retry", cashback_retry, "retry the charge of a failed order (operator retry)")):
+        p = cashback.add_parser(name, help=text)
+        p.add_argument("service")
+        p.add_argument("order_id")
+        p.set_defaults(run=run)
     return root
 
 

@@ -1,7 +1,13 @@
-"""The Celery application: Redis broker, JSON only, late acks, one queue per domain.
+"""The Celery application: JSON only, late acks, one queue per domain, Redis or RabbitMQ.
 
 Routing is by task-name prefix, so a service that enqueues `cashback.…` by name with
 `send_task` lands on the cashback queue without knowing our routing table.
+
+The broker is chosen by the scheme of BROKER_URL: `redis://` or `amqp://` (RabbitMQ). On
+RabbitMQ the contract queues are durable quorum queues (replicated, and they drop a poison
+message after a delivery limit), publishes wait for the broker's confirm, and countdowns use
+Celery's native delayed delivery (TTL queues in the broker), because a quorum queue cannot
+give a worker the extra prefetch that holding ETA messages in memory needs.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ from celery.signals import (
     worker_process_init,
     worker_shutdown,
 )
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 from sqlalchemy import text
 from tenacity import Retrying, retry_if_exception_type, wait_fixed
 
@@ -41,16 +51,75 @@ def route_by_prefix(name: str, args, kwargs, options, task=None, **kw) -> dict |
     return {"queue": prefix} if prefix in QUEUES else None
 
 
-def broker_transport(broker_url: str) -> str | None:
-    """Our Redis transport for `redis://` brokers (see `workers.redis_transport`)."""
-    return "workers.redis_transport:Transport" if broker_url.startswith("redis://") else None
+# A message redelivered this many times (each delivery killed its worker, say) is dropped by a
+# quorum queue: messages are hints, and the row in PostgreSQL brings the work back.
+QUORUM_DELIVERY_LIMIT = 20
+
+
+def is_rabbitmq(url: str) -> bool:
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def contract_queues(broker_url: str) -> list[Queue]:
+    if not is_rabbitmq(broker_url):
+        return [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
+    # Topic exchanges: native delayed delivery re-routes a due message through them by its
+    # routing key, which a direct exchange cannot do.
+    return [Queue(name, Exchange(name, type="topic"), routing_key=name, durable=True,
+                  queue_arguments={"x-queue-type": "quorum",
+                                   "x-delivery-limit": QUORUM_DELIVERY_LIMIT})
+            for name in QUEUES]
+
+
+def broker_options(broker_url: str, visibility_timeout_s: int) -> dict:
+    if is_rabbitmq(broker_url):
+        return {
+            "broker_transport_options": {"confirm_publish": True},
+            "worker_detect_quorum_queues": True,
+            "broker_native_delayed_delivery_queue_type": "quorum",
+            # A connection lost mid-task redelivers the message; the step is idempotent.
+            "worker_cancel_long_running_tasks_on_connection_loss": False,
+        }
+    return {
+        "broker_transport_options": {"visibility_timeout": visibility_timeout_s},
+        # Kombu's Redis transport with a reused client per channel and a restore of unacked
+        # messages that cannot stop a worker (workers/redis_transport.py).
+        "broker_transport": "workers.redis_transport:Transport",
+    }
+
+
+def declare_topology(app: Celery, connection: Connection) -> None:
+    """Declare the contract queues and the delayed-delivery exchanges on RabbitMQ.
+
+    A worker does this when it starts; a publisher that may run first (the API on a fresh
+    vhost) calls it too, so a countdown never goes to an exchange that does not exist yet.
+    """
+    if not is_rabbitmq(app.conf.broker_url):
+        return
+    declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
+    channel = connection.default_channel
+    for queue in app.amqp.queues.values():
+        queue.bind(channel).declare()
+        bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+
+
+class CelgateCelery(Celery):
+    """Celery with one RabbitMQ fix: a countdown under one second is sent as one second.
+
+    Native delayed delivery routes by whole seconds (`int(countdown)`, the worker holds the
+    rest as an ETA) and refuses a countdown that truncates to zero. Redis keeps exact ones.
+    """
+
+    def send_task(self, name, args=None, kwargs=None, countdown=None, eta=None, **options):
+        if countdown and 0 < countdown < 1 and is_rabbitmq(self.conf.broker_url):
+            countdown = 1.0
+        return super().send_task(name, args, kwargs, countdown, eta, **options)
 
 
 def create_app() -> Celery:
     settings = get_settings()
-    app = Celery("celgate", broker=settings.broker_url)
+    app = CelgateCelery("celgate", broker=settings.broker_url)
     app.conf.update(
-        broker_transport=broker_transport(settings.broker_url),
         include=TASK_MODULES + settings.extra_import_modules,
         task_serializer="json",
         result_serializer="json",
@@ -60,10 +129,9 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
-        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        task_queues=contract_queues(settings.broker_url),
         task_default_queue="workers",
         task_routes=(route_by_prefix,),
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         # A worker waits for a broker that is away for long instead of exiting after N tries.
         broker_connection_max_retries=None,
@@ -81,6 +149,7 @@ def create_app() -> Celery:
                 "options": {"expires": settings.sweep_interval_s * 2},
             },
         },
+        **broker_options(settings.broker_url, settings.broker_visibility_timeout_s),
     )
     return app
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
@@ -32,7 +32,7 @@ from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind
 from workers.messages import TypedTask, parse
-from workers.tables import machines
+from workers.tables import machine_events, machines
 
 log = logging.getLogger(__name__)
 
@@ -290,9 +290,10 @@ _SELECT_MACHINE = """
     SELECT m.namespace, m.id, m.status, m.error, m.aux_state, m.last_event_id,
         m.failed_attempts, m.timer_token, m.timer_sent_at, m.timer_step, m.created_at,
         m.updated_at,
-        -- LEAST/GREATEST skip NULLs: without the CASE "no timer" would read as year 9999.
-        CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(LEAST(m.timer_due_at,
-            '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00') END AS timer_due_at, (
+        -- GREATEST and LEAST skip NULLs: no timer must stay NULL, not become year 9999.
+        CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(
+            LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
+        END AS timer_due_at, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history
@@ -549,3 +550,69 @@ def register_timeout_task(ns: Namespace):
     for step in ns.steps:
         app.task(name=timeout_task_name(ns.name, step), base=TypedTask)(run_timer)
     return generic
+
+
+# --- operator repairs and paged reads -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repair:
+    """An operator's repair of a failed machine, handed to the processor with its arguments
+    (which action, who, why): it answers with the events that record it and the next action,
+    or raises a typed error when the repair does not fit (nothing is stored then)."""
+
+    args: Json
+
+
+def repair_with(ns: Namespace, machine_id: str, args: Json) -> Any:
+    """Repair a failed machine through its processor: the events the processor returns are
+    appended, the machine works again, and its timer is what the processor asked for."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        row = _lock(tx, ns.name, machine_id)
+        if row.status != "failed":
+            raise MachineNotFailed(f"{ns.name}/{machine_id} is not failed")
+        result = ns.processor(Repair(args), _machine(row, _locked_history(tx, row)))
+        _update(tx, ns.name, machine_id, {"status": "working"})
+        _apply(tx, ns, row, result, fired=False)
+        log.info("machine repaired", extra={"repair": args})
+        return result.response
+
+
+@dataclass(frozen=True)
+class MachineSummary:
+    namespace: str
+    id: str
+    status: str
+    error: Json | None
+    updated_at: datetime
+
+
+def list_machines(namespace: str | None, status: str | None, after: tuple[str, str] | None,
+                  limit: int) -> list[MachineSummary]:
+    """Machines in (namespace, id) order after the key `after`, optionally of one namespace
+    and one status; at most `limit`."""
+    query = select(machines.c.namespace, machines.c.id, machines.c.status, machines.c.error,
+                   machines.c.updated_at)
+    if namespace is not None:
+        query = query.where(machines.c.namespace == namespace)
+    if status is not None:
+        query = query.where(machines.c.status == status)
+    if after is not None:
+        query = query.where(tuple_(machines.c.namespace, machines.c.id) > tuple_(*after))
+    query = query.order_by(machines.c.namespace, machines.c.id).limit(limit)
+    with transaction() as tx:
+        return [MachineSummary(*row) for row in tx.conn.execute(query)]
+
+
+def history_page(namespace: str, machine_id: str, after: int, limit: int) -> tuple[Event, ...]:
+    """Events of the machine with ids above `after`, oldest first, at most `limit`."""
+    query = (select(machine_events.c.event_id, machine_events.c.occurred_at,
+                    machine_events.c.body)
+             .where(machine_events.c.namespace == namespace,
+                    machine_events.c.machine_id == machine_id,
+                    machine_events.c.event_id > after)
+             .order_by(machine_events.c.event_id).limit(limit))
+    with transaction() as tx:
+        if not _exists(tx, namespace, machine_id):
+            raise MachineNotFound(f"{namespace}/{machine_id}")
+        return tuple(Event(*row) for row in tx.conn.execute(query))

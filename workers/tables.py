@@ -71,7 +71,7 @@ stq_tasks = Table(
     Column("eta", DateTime(timezone=True), nullable=False),
     Column("token", String(36), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
-    Column("publish_at", DateTime(timezone=True), nullable=True),
+    Column("publish_at", DateTime(timezone=True), nullable=True, server_default=text("now()")),
     Column("exec_tries", Integer, nullable=False, server_default="0"),
     Column("reschedule_counter", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),

@@ -22,9 +22,8 @@ def _task_lines(worker, machine_id: str) -> list[dict]:
         if machine_id not in line or not line.startswith("{"):
             continue
         record = json.loads(line)
-        data = record.get("data") or {}
         if record.get("logger") in ("celery.worker.strategy", "celery.app.trace"):
-            found.append({"name": data.get("name"), "msg": record["msg"],
+            found.append({"name": record.get("task"), "msg": record["msg"],
                           "level": record["level"]})
     return found
 

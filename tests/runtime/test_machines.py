@@ -36,7 +36,7 @@ def test_lost_message_is_brought_back_by_one_sweep(running_worker, broker):
     running_worker.stop()
     machine_id = new_counter(target=2)
     assert messages_with(broker, machine_id), "start publishes the first timer"
-    broker.flushdb()  # the message is lost
+    broker.flush()  # the message is lost
     # The sweeper waits for the redelivery allowance before it presumes a message lost.
     with_stamp_aged(machine_id)
     running_worker.start()

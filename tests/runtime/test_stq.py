@@ -49,7 +49,7 @@ def test_a_lost_message_is_brought_back_by_the_sweeper(running_worker, broker):
     running_worker.stop()
     name = uuid.uuid4().hex
     add(name)
-    broker.flushdb()
+    broker.flush()
     with transaction() as tx:  # the redelivery allowance has passed
         tx.conn.execute(
             update(stq_tasks)

@@ -7,14 +7,14 @@ to `machine_counts` and reads the few rows there. Steps that leave the status al
 all of them) do not fire the trigger at all (`UPDATE OF status`).
 
 Revision ID: 0005_operate
-Revises: 0006_timer_publish_at
+Revises: 0003_cashback_rates
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_operate"
-down_revision = "0006_timer_publish_at"
+down_revision = "0003_cashback_rates"
 branch_labels = None
 depends_on = None
 

@@ -8,14 +8,14 @@ to the rows that are due for it. `timer_step` names the step a machine's timer r
 message (and a re-send) goes out as that step's own Celery task.
 
 Revision ID: 0006_timer_publish_at
-Revises: 0002_cashback
+Revises: 0005_operate
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_timer_publish_at"
-down_revision = "0002_cashback"
+down_revision = "0005_operate"
 branch_labels = None
 depends_on = None
 
@@ -38,8 +38,9 @@ def upgrade() -> None:
                                 extra="AND status = 'working'"))
     op.create_index("machines_timer_publish_idx", "machines", ["timer_publish_at"],
                     postgresql_where=sa.text("timer_publish_at IS NOT NULL"))
+    # A row written without it (by hand, or by an older writer) is published on the next pass.
     op.add_column("stq_tasks", sa.Column("publish_at", sa.DateTime(timezone=True),
-                                         nullable=True))
+                                         nullable=True, server_default=sa.text("now()")))
     op.execute(_BACKFILL.format(table="stq_tasks", publish_at="publish_at", sent_at="sent_at",
                                 due="eta", extra=""))
     op.create_index("stq_tasks_publish_idx", "stq_tasks", ["publish_at"],
