@@ -28,7 +28,7 @@ _context: ContextVar[dict[str, object]] = ContextVar("log_context", default={})
 # Ids bound anywhere inside a request, for its access line (see `collect_ids`).
 _collected: ContextVar[dict[str, object] | None] = ContextVar("log_collected", default=None)
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "data"}
 
 # Kwargs of our tasks that name the business object a task works on.
 BUSINESS_IDS = ("invoice_id", "payment_id", "machine_id", "order_id", "service", "yandex_uid",
@@ -114,8 +114,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
-        # Celery's task data repeats the message; its ids are already among the fields.
-        extras = " ".join(f"{k}={v}" for k, v in fields(record).items() if k != "data")
+        extras = " ".join(f"{k}={v}" for k, v in fields(record).items())
         text = f"{ts} {record.levelname:<5} {record.name}: {record.getMessage()}"
         if extras:
             text += f"  {extras}"
