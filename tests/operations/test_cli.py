@@ -88,6 +88,8 @@ def test_repair_says_the_machine_failed_again_while_the_cause_remains(running_wo
     result = celgate("repair", toys.NAME, machine_id, "--wait", "15")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "working, at rest; 1 new event(s)" in result.stdout
+    assert json.loads(celgate("show", toys.NAME, machine_id, "--json").stdout)[
+        "timer_due_at"] is None, "a machine at rest has no timer"
 
 
 def test_repair_refuses_a_payment_action_outside_payments(database):

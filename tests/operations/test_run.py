@@ -135,9 +135,10 @@ def _short_run(run: Run, sandbox: Sandbox) -> Run:
     # A row whose message was lost: the sweeper publishes it again.
     with transaction() as tx:
         tx.conn.execute(text("""
-            INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token)
+            INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token, publish_at)
             VALUES ('cashback.cashback_charge_processing', 'operate-lost',
-                    CAST(:kwargs AS jsonb), now() - interval '1 second', 'lost')
+                    CAST(:kwargs AS jsonb), now() - interval '1 second', 'lost',
+                    now() - interval '1 second')
         """), {"kwargs": json.dumps({"order_id": "operate-lost", "service": "taxi"})})
     celery_app.send_task("workers.sweep")
     wait_for(lambda: _stq_sent("operate-lost"), what="the sweeper to publish the lost row")
@@ -174,28 +175,24 @@ def test_flower_lists_the_tasks_of_the_run_by_name(run):
     expected = {"cashback.cashback_charge_processing", "workers.sweep"}
     seen = wait_for(lambda: (n := names()) >= expected and n, timeout=15,
                     what="the run's tasks in Flower")
-    # Machine steps: one task per step once the runtime names them after their activity,
-    # else the namespace's timeout task; either way under `payments.`.
-    steps = {name for name in seen if name.startswith("payments.") and name not in (
-        "payments.register", "payments.start_hold", "payments.capture", "payments.cancel")}
-    assert steps, seen
+    # Each payment step is its own task, named after its activity.
+    assert {"payments.processing_accounter", "payments.processing_capture",
+            "payments.finalizing_session", "payments.finalizing_accounter"} <= seen, seen
     by_id = _flower_tasks(run)
     assert any(run.invoices[0] in (task.get("kwargs") or "") for task in by_id.values()), \
         "task arguments show the business ids"
     assert all(task.get("state") for task in by_id.values())
 
 
-@pytest.mark.xfail(reason="a failed step attempt is reported to Celery as failed or retried "
-                          "once each payment step is its own task (runtime change, issue 12)",
-                   strict=False)
 def test_flower_does_not_show_a_failed_step_attempt_as_a_success(run):
     tasks = [t for t in _flower_tasks(run).values()
-             if run.retried_invoice in (t.get("kwargs") or "")
-             and t["name"] not in ("payments.register",)]
-    states = {t["name"]: [] for t in tasks}
-    for t in tasks:
-        states[t["name"]].append(t["state"])
-    assert any(state in ("FAILURE", "RETRY") for t in tasks for state in [t["state"]]), states
+             if run.retried_invoice in (t.get("kwargs") or "")]
+    failed = [t for t in tasks if t["state"] in ("FAILURE", "RETRY")]
+    assert failed, [(t["name"], t["state"]) for t in tasks]
+    # Accounter failed the registered payment's first step; its retry then succeeded.
+    assert {t["name"] for t in failed} == {"payments.processing_capture"}
+    assert any(t["name"] == "payments.processing_capture" and t["state"] == "SUCCESS"
+               for t in tasks)
 
 
 def test_flower_does_not_start_without_a_password(tmp_path):
