@@ -28,11 +28,14 @@ migrate: install services
 test: install services
 	$(BIN)/pytest -m 'not chaos' tests
 
-## Steps, the payment processor and the charge job against in-memory peers: no PostgreSQL,
-## Redis, worker or sandbox; seconds. The top-level conftest (test slot, broker) stays out
-## (--confcutdir), and so do pytest plugins the layer does not use (they take seconds to import).
+## Steps, the payment processor and the charge job (and the table tests of its pure decision)
+## against in-memory peers: no PostgreSQL, Redis, worker or sandbox; seconds. The top-level
+## conftest (test slot, broker) stays out (--confcutdir), and so do pytest plugins the layer
+## does not use (they take seconds to import). `make test` runs these files too.
+FAST_TESTS := tests/fast tests/cashback/test_charge_decisions.py
 test-fast: install
-	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest -q -p no:cacheprovider --confcutdir tests/fast tests/fast
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest -q -p no:cacheprovider --confcutdir tests/fast \
+	    $(FAST_TESTS)
 
 ## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
 test-rabbitmq: install services
