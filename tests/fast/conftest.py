@@ -9,6 +9,7 @@ test slot and empties the broker) is not loaded at all; under `make test` it is,
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -25,14 +26,20 @@ def broker() -> None:
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Any attempt to open a connection fails the test: a fast test talks to no service."""
+    """A connection opened by the test fails it: a fast test talks to no service. Other
+    threads of the process (under `make test`, those of session fixtures) are left alone."""
+    test_thread = threading.get_ident()
+    originals = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex")}
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a fast test tried to open a connection: {args[1:]!r}")
+    def guarded(name: str):
+        def connect(self: socket.socket, address: object) -> object:
+            if threading.get_ident() == test_thread:
+                raise AssertionError(f"a fast test tried to connect to {address!r}")
+            return originals[name](self, address)
+        return connect
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in originals:
+        monkeypatch.setattr(socket.socket, name, guarded(name))
     yield
 
 

@@ -202,7 +202,7 @@ class FakeLimiter(Faults):
             for limit_id in operation.limit_ids:
                 self.committed[limit_id] += captured
         elif operation.state != "committed":
-            raise limiter.InvalidRequest([f"operation {operation_id} is {operation.state}"])
+            raise limiter.InvalidRequest(["OperationAlreadyInFinalState"])
         self._leave("commit_batch")
 
     def rollback_batch(self, operation_id: str, changes: Sequence[LimitChange],
@@ -216,13 +216,13 @@ class FakeLimiter(Faults):
         if operation.state == "held":
             operation.state = "rolled_back"
         elif operation.state != "rolled_back":
-            raise limiter.InvalidRequest([f"operation {operation_id} is {operation.state}"])
+            raise limiter.InvalidRequest(["OperationAlreadyInFinalState"])
         self._leave("rollback_batch")
 
     def _known(self, operation_id: str) -> Operation:
         operation = self.operations.get(operation_id)
-        if operation is None:
-            raise limiter.LimitChangeNotFound()
+        if operation is None:  # as the liminator-backed Limiter answers it
+            raise limiter.InvalidRequest(["OperationNotFound"])
         return operation
 
 
@@ -268,8 +268,8 @@ class FakeProvider(Faults):
 
 class FakeTransactions(Faults):
     """Invoices whose cashback moves to the target an update asks for. An update is applied
-    only against the invoice's current cashback version; an operation id it has seen already
-    is answered 200 with nothing new, as the contract says."""
+    only against the invoice's current cashback version and while no other is in progress
+    (else 409); an operation id it has seen already is answered 200 with nothing new."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -315,6 +315,9 @@ class FakeTransactions(Faults):
         if operation_id not in self.operation_ids(invoice_id):
             if version != cashback["version"]:
                 raise VersionConflict(f"update {invoice_id}: stale version {version}",
+                                      status=409)
+            if cashback["status"] == "in-progress":
+                raise VersionConflict(f"update {invoice_id}: an operation is in progress",
                                       status=409)
             cashback["operations"].append({
                 "operation_id": operation_id, "status": "processing",
