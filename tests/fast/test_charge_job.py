@@ -28,7 +28,7 @@ from workers import stq, timers
 from workers.db import Tx
 
 ORDER_ID, SERVICE = "order-1", "taxi"
-TARGET = {"user": Decimal("100"), "service": Decimal("50")}
+TARGET = {"user": Decimal(100), "service": Decimal(50)}
 
 
 class FakeOrders:
@@ -189,14 +189,14 @@ def test_an_invoice_already_equal_to_the_target_is_charged_without_an_update(
 
 def test_a_new_version_sends_its_own_id_with_a_dropped_source_as_zero(store, transactions,
                                                                       wallets):
-    store.add(version=2, cashback_by_source={"user": Decimal("70")})
+    store.add(version=2, cashback_by_source={"user": Decimal(70)})
     transactions.add_invoice(ORDER_ID, status="success",
                              rewarded={"user": "100", "service": "50"})
 
     run()
 
     assert transactions.updates[0]["operation_id"] == f"{ORDER_ID}/v2"
-    assert transactions.updates[0]["reward"] == {"user": Decimal("70"), "service": Decimal(0)}
+    assert transactions.updates[0]["reward"] == {"user": Decimal(70), "service": Decimal(0)}
 
 
 # --- crashes and repeats ------------------------------------------------------------------------

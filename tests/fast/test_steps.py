@@ -185,7 +185,7 @@ def test_hold_crashed_after_the_accounter_held_repeats_with_the_same_ids_and_hol
 
 def held(peers, hold: str = "cancel", **kwargs):
     state = started(request(hold=hold, **kwargs))
-    step, state = run_step(state, peers)
+    _step, state = run_step(state, peers)
     assert state.activity == "flow_waiting"
     return state
 
@@ -402,7 +402,7 @@ def test_an_unreachable_provider_is_transient_and_the_repeat_uses_the_same_sessi
 
 def finalizing(peers, hold: str = "capture"):
     state = in_session(peers, hold)
-    step, state = run_step(state, peers)
+    _step, state = run_step(state, peers)
     assert state.activity == "finalizing_accounter"
     return state
 
