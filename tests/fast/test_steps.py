@@ -550,3 +550,14 @@ def test_a_hold_payment_that_expires_reaches_its_end_with_each_effect_once(hold)
     assert provider.called("process_session") == [f"{PLAN}.{expected}"]
     assert limiter.committed["daily"] == (1000 if hold == "capture" else 0)
     assert state.started.flow.held_until - state.started.created_at == timedelta(days=1)
+
+
+@pytest.mark.parametrize("cost", [0, 1, 2**63 - 1])
+def test_a_registered_payment_of_an_edge_amount_is_captured_to_the_last_minor_unit(
+        cost, peers, limiter, accounter):
+    state = run_until_rest(started(request(cost=cost)), peers)
+
+    assert (state.status.status, state.captured_cost) == ("captured", Money(cost, "RUB"))
+    assert limiter.committed["daily"] == cost
+    assert limiter.operations[OPERATION].contexts[-1].captured_amount == cost
+    assert dict(accounter.balances) == balances_after_capture(cost)
