@@ -14,6 +14,12 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
+# Installed once, and again when the dependencies change: a pip run costs more than the fast
+# test layer itself.
+$(BIN)/pytest: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
 install-bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 
@@ -33,7 +39,7 @@ test: install services
 ## conftest (test slot, broker) stays out (--confcutdir), and so do pytest plugins the layer
 ## does not use (they take seconds to import). `make test` runs these files too.
 FAST_TESTS := tests/fast tests/cashback/test_charge_decisions.py
-test-fast: install
+test-fast: $(BIN)/pytest
 	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest -q -p no:cacheprovider --confcutdir tests/fast \
 	    $(FAST_TESTS)
 
