@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-bench services migrate test test-rabbitmq chaos fuzz bench bench-quick \
+.PHONY: install install-bench services migrate test test-fast test-rabbitmq chaos fuzz bench bench-quick \
         bench-runtime bench-payments bench-cashback \
         demo sandbox worker beat api flower constraints bench-scrape clean
 
@@ -13,6 +13,12 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+
+# Installed once, and again when the dependencies change: a pip run costs more than the fast
+# test layer itself.
+$(BIN)/pytest: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
 
 install-bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
@@ -27,6 +33,15 @@ migrate: install services
 ## The test command (README): unit, integration and fault tests against real services.
 test: install services
 	$(BIN)/pytest -m 'not chaos' tests
+
+## Steps, the payment processor and the charge job (and the table tests of its pure decision)
+## against in-memory peers: no PostgreSQL, Redis, worker or sandbox; seconds. The top-level
+## conftest (test slot, broker) stays out (--confcutdir), and so do pytest plugins the layer
+## does not use (they take seconds to import). `make test` runs these files too.
+FAST_TESTS := tests/fast tests/cashback/test_charge_decisions.py
+test-fast: $(BIN)/pytest
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest -q -p no:cacheprovider --confcutdir tests/fast \
+	    $(FAST_TESTS)
 
 ## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
 test-rabbitmq: install services

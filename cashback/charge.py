@@ -9,7 +9,7 @@ compares the order's target with the invoice and answers one of:
 - `Done`: the invoice is terminal and equals the target;
 - `Fail`: stop and show why on the order (retries exhausted, no user ip, invoice missing...).
 
-Operation ids (CONTRACT.md): `<order_id>/v<version>` for the order_clears version,
+Operation ids (docs/contract.md): `<order_id>/v<version>` for the order_clears version,
 `<that id>/retry/<n>` for the n-th retry after the invoice failed it, and `<that id>/manual/<n>`
 for the n-th operator retry of a failed order (sent once, whatever the invoice's state, with
 one more operation allowed past the retry limit), so a run repeated after a crash sends the
@@ -64,7 +64,7 @@ class ChargePolicy:
         return min(self.poll_max_s, self.poll_initial_s * 1.5 ** min(polls, _MAX_GROWTH_STEPS))
 
     def retry_delay(self, retry: int, retry_id: str) -> float:
-        """min(max, min * 2^(n-1)) * U(0.5, 1.5), never below min (CONTRACT.md)."""
+        """min(max, min * 2^(n-1)) * U(0.5, 1.5), never below min (docs/contract.md)."""
         base = min(self.retry_max_delay_s,
                    self.retry_min_delay_s * 2 ** min(retry - 1, _MAX_GROWTH_STEPS))
         return max(self.retry_min_delay_s, base * hashed_jitter(retry_id))

@@ -1,4 +1,4 @@
-"""The cashback STQ queues: names (the Celery task names of CONTRACT.md), kwargs, task ids.
+"""The cashback STQ queues: names (the Celery task names of docs/contract.md), kwargs, task ids.
 
 One pending task per order and service and queue: the task id is built from both.
 """

@@ -1,4 +1,4 @@
-"""The Celery tasks of cashback, by their CONTRACT.md names; each is an STQ queue.
+"""The Celery tasks of cashback, by their docs/contract.md names; each is an STQ queue.
 
 `cashback.cashback_charge_processing` and `cashback.universal_cashback_processing` take
 `{order_id, service}` (one pending task per order and service); `wallet.balance_changed` takes

@@ -3,7 +3,7 @@
 PostgreSQL refuses NUL in text and JSONB, a lone surrogate cannot be encoded as UTF-8, a JSON
 number too large for a float arrives as infinity (JSONB has no such value), and a deeply nested
 payload costs recursion in every layer that walks it. Each is refused as a bad value (400,
-CONTRACT.md: "text holding NUL"), raised from pydantic validators as a TypedError so that the
+docs/contract.md: "text holding NUL"), raised from pydantic validators as a TypedError so that the
 API answers it and a task logs its code.
 """
 

@@ -1,6 +1,6 @@
 """The HTTP API (`celgate-api`): the business routers behind bearer auth, typed JSON errors.
 
-Every error body is `{"code": ..., "message": ...}` (CONTRACT.md), schema errors included, and
+Every error body is `{"code": ..., "message": ...}` (docs/contract.md), schema errors included, and
 the OpenAPI document declares it for each status a route can answer. A database that cannot
 be reached answers 503 `database_unavailable` on any route; `/health/ready` says which
 dependency is down.

@@ -1,6 +1,6 @@
 """Client of Shumway's Accounter service (posting plans of batches, account balances).
 
-Hellgate's way of using it (wire-facts.md 2.3): one `hold` per batch, then one `commit_plan` or
+Hellgate's way of using it (docs/wire.md 2.3): one `hold` per batch, then one `commit_plan` or
 `rollback_plan` listing every batch held so far. Plan id + batch ids + posting contents make
 every call repeatable, so all plan and read calls are retried on an unknown result.
 """

@@ -1,7 +1,7 @@
 """Client of the Limiter service (turnover limits), batch API as current hellgate uses it.
 
 Every call names an operation id and the limit changes it touches, plus the payment context
-the limiter computes amounts from (wire-facts.md 3.4): the context always claims the payment
+the limiter computes amounts from (docs/wire.md 3.4): the context always claims the payment
 is `captured`; only a commit carries the captured cost. All four calls are keyed by
 operation id + limit ids, so they are retried on an unknown result.
 """

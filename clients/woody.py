@@ -1,7 +1,7 @@
 """Woody: Thrift RPC over HTTP, the dialect Accounter (Shumway) and Limiter speak.
 
 One call is one HTTP POST whose body is a strict binary Thrift message. Failures are sorted
-the way the Erlang woody client sorts them (wire-facts.md 1.2/1.3), because the sort decides
+the way the Erlang woody client sorts them (docs/wire.md 1.2/1.3), because the sort decides
 what may be retried:
 
 - `ResourceUnavailable`: the peer certainly did not execute the call; always safe to retry.

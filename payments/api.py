@@ -1,4 +1,4 @@
-"""HTTP routes of the payment commands and reads (CONTRACT.md, "Payments").
+"""HTTP routes of the payment commands and reads (docs/contract.md, "Payments").
 
 The app (celgate.api) adds bearer auth and maps typed errors to `{code, message}` bodies.
 """

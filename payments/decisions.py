@@ -71,7 +71,7 @@ def start(request: PaymentRequest, now: datetime, max_hold_lifetime_s: float) ->
 
     A hold payment stops in `processing_accounter`: its step holds limits and the cash flow.
     A registered payment was processed by the provider already, so it is processed and its
-    capture started at once (wire-facts 4.4): it lands in `processing_capture`.
+    capture started at once (docs/wire.md 4.4): it lands in `processing_capture`.
     """
     if request.flow is not None:
         check_hold(request, request.flow, now, max_hold_lifetime_s)

@@ -1,6 +1,6 @@
 """The payment state, folded from its changes, with the activity transitions of hellgate.
 
-The activity says which step the next timer runs (wire-facts 4.1):
+The activity says which step the next timer runs (docs/wire.md 4.1):
 
     processing_accounter --processed--> flow_waiting --capture_started--> processing_capture
     processing_capture --cash_flow_changed--> updating_accounter
@@ -59,7 +59,7 @@ Activity = Literal[
     "finalizing_session", "finalizing_accounter", "processing_failure", "idle",
 ]
 
-# The first route; a cascade would add one per re-route (wire-facts 2.3).
+# The first route; a cascade would add one per re-route (docs/wire.md 2.3).
 FIRST_ITERATION = 1
 
 
@@ -121,7 +121,7 @@ class PaymentState:
         info = self.started.transaction_info
         return info.id if info else None
 
-    # Complex ids (wire-facts 2.3, 3.4): segments joined with ".", ids never contain one.
+    # Complex ids (docs/wire.md 2.3, 3.4): segments joined with ".", ids never contain one.
 
     @property
     def plan_id(self) -> str:

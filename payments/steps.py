@@ -44,7 +44,7 @@ from workers.machines import Action
 
 log = logging.getLogger(__name__)
 
-# Batch ids within the payment's plan (wire-facts 2.3).
+# Batch ids within the payment's plan (docs/wire.md 2.3).
 HOLD_BATCH, REVERT_BATCH, PARTIAL_BATCH = 1, 2, 3
 
 # This service keeps no domain configuration: the limiter context carries the revision the

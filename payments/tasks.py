@@ -1,6 +1,6 @@
 """Celery tasks of payments: the public command tasks and the machine's timer task.
 
-Other services enqueue the command tasks by name (CONTRACT.md): `payments.register`,
+Other services enqueue the command tasks by name (docs/contract.md): `payments.register`,
 `payments.start_hold`, `payments.capture`, `payments.cancel`. Kwargs are validated into the same
 bodies the HTTP API takes; a typed error (malformed kwargs, unknown payment, wrong state) is
 logged and acked by `TypedTask`. A machine that is busy with a long step, or a database that

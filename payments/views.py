@@ -1,4 +1,4 @@
-"""What the API shows of a payment: its state (CONTRACT.md) and its event history."""
+"""What the API shows of a payment: its state (docs/contract.md) and its event history."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the runtime (names are in CONTRACT.md, "Operations").
+"""Prometheus metrics of the runtime (names are in docs/contract.md, "Operations").
 
 Two kinds live here:
 - what a worker observes while it runs (step durations, peer latency, timer lag, sweeper

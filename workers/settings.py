@@ -1,4 +1,4 @@
-"""Process configuration, read once from environment variables (names are in CONTRACT.md)."""
+"""Process configuration, read once from environment variables (names are in docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # Accounter does not know `<invoice>.<payment>.<iter>` (plans made by an older version).
     legacy_plan_id_fallback: bool = False
 
-    # Timer protocol (ARCHITECTURE.md section 5).
+    # Timer protocol (docs/design.md section 3).
     short_timer_threshold_s: float = Field(60.0, ge=0)
     redelivery_allowance_s: float = Field(60.0, gt=0)
     sweep_interval_s: float = Field(5.0, gt=0)

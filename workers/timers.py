@@ -1,4 +1,4 @@
-"""The timer protocol (ARCHITECTURE.md section 5): how a due time becomes a Celery message.
+"""The timer protocol (docs/design.md section 3): how a due time becomes a Celery message.
 
 Machines and STQ rows both carry a due time, a token, a sent mark and `publish_at`: the next
 moment the sweeper should publish the row. Arming a timer (`arm`) gives it a new token; a due

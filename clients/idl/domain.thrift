@@ -1,7 +1,7 @@
 /*
  * Subset of damsel proto/domain.thrift: the types the accounter and the limiter payment context
  * carry. Field ids, types and required/optional follow the damsel revision described in
- * wire-facts.md (99c91c9, after the party_ref/shop_ref rework). Optional fields this project
+ * docs/wire.md (damsel 99c91c9, after the party_ref/shop_ref rework). Optional fields this project
  * never sets are left out; decoders skip them when a real peer sends them.
  */
 

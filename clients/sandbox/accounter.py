@@ -1,4 +1,4 @@
-"""An in-memory Shumway (Accounter) that behaves like the real one (wire-facts.md 2.4).
+"""An in-memory Shumway (Accounter) that behaves like the real one (docs/wire.md 2.4).
 
 Balances follow Shumway's bookkeeping: every plan still on hold contributes its net change per
 account, a net debit to the account's min available amount and a net credit to its max

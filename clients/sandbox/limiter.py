@@ -8,7 +8,7 @@ with PaymentToolNotSupported. An operation holds the payment's cost on each limi
 commit moves the held amount (or the smaller captured cost from the context) into the
 committed total; a rollback releases it. A limit's value (per scope key) is committed + held,
 and going past the upper boundary is not an error: the caller reads the value and decides
-(wire-facts.md 3.4). Errors follow the liminator-backed limiter: an unknown operation is
+(docs/wire.md 3.4). Errors follow the liminator-backed limiter: an unknown operation is
 `InvalidRequest(["OperationNotFound"])`, a change already committed or rolled back is
 `InvalidRequest(["OperationAlreadyInFinalState"])`.
 """

@@ -7,7 +7,7 @@ configured outcome: `success` (the reward becomes the rewarded cashback) or `fai
 rewarded cashback stays). Operations settle lazily, on the next request that looks at the
 invoice, so no background thread is needed and delay 0 settles at the very next read.
 
-Answers follow CONTRACT.md: the same operation id again is 200 with no new operation, a stale
+Answers follow docs/contract.md: the same operation id again is 200 with no new operation, a stale
 version (or an update while one is in progress) is 409, an unknown invoice 404, a negative or
 malformed amount 400. Every amount is a decimal string in both directions.
 

@@ -1,6 +1,6 @@
 """Bodies the JSON parser cannot use: each is a 422 schema error with a `{code, message}` body.
 
-CONTRACT.md counts a body that is not valid JSON, or not an object, as a schema error (422);
+docs/contract.md counts a body that is not valid JSON, or not an object, as a schema error (422);
 no body, however odd, may answer 500.
 """
 

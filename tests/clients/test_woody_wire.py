@@ -1,4 +1,4 @@
-"""Bytes on the wire, decoded with a hand-written codec and checked against wire-facts.md."""
+"""Bytes on the wire, decoded with a hand-written codec and checked against docs/wire.md."""
 
 from __future__ import annotations
 

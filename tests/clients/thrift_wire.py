@@ -1,7 +1,7 @@
 """A minimal strict-binary Thrift codec written from the protocol spec, independent of our IDL.
 
 Used to check the bytes our clients and sandboxes put on the wire against the field ids in
-wire-facts.md, and to craft messages our IDL does not know (unknown fields).
+docs/wire.md, and to craft messages our IDL does not know (unknown fields).
 """
 
 from __future__ import annotations

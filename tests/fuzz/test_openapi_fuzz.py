@@ -3,7 +3,7 @@ the test slot's PostgreSQL.
 
 For every route schemathesis draws valid and invalid requests (wrong types, missing fields,
 odd text, huge numbers); the app must never answer 5xx, and every 4xx body must be exactly
-`{code, message}` JSON (CONTRACT.md). Requests carry the bearer token, and callback requests a
+`{code, message}` JSON (docs/contract.md). Requests carry the bearer token, and callback requests a
 correct signature, so the fuzz reaches the body handling behind the authentication.
 
 The number of examples per route follows the hypothesis profile: short in `make test`, long in

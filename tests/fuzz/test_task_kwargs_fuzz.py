@@ -155,7 +155,7 @@ def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
 
 
 # Values the contract refuses that reach the worker as well-typed JSON: over a task they must
-# be refused with a typed code like any other malformed kwargs (CONTRACT.md: NUL text refused;
+# be refused with a typed code like any other malformed kwargs (docs/contract.md: NUL text refused;
 # route ids are int32, limit versions int64, amounts below 2**63).
 def _set(path: tuple, value: Any):
     return lambda kwargs: with_value(kwargs, path, value)

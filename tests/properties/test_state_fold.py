@@ -1,7 +1,7 @@
 """Properties of folding a payment's history (payments/state.py).
 
 The test keeps its own table of the allowed activity transitions (the state module's docstring,
-wire-facts 4.1) and checks `fold` against it: any sequence of changes the table allows folds to
+docs/wire.md 4.1) and checks `fold` against it: any sequence of changes the table allows folds to
 the activity the table predicts; any other sequence is refused with `InvalidHistory` and never
 with another exception. Sequences are random walks through the table and near misses made from
 them (a change dropped, repeated, swapped or put in the wrong place).
