@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -34,11 +34,24 @@ class InvalidHistory(Exception):
     """A stored change this code cannot read or apply: a bug, never retried."""
 
 
-@dataclass(frozen=True)
-class PaymentStarted:
-    TYPE: ClassVar[str] = "payment_started"
-    VERSION: ClassVar[int] = 1
+_TYPES: dict[str, type] = {}
 
+
+def change(type_name: str, version: int = 1):
+    """Declare a stored change: a frozen dataclass written as `{"type", "v", **fields}`.
+
+    Raise `version` when a field changes meaning; adding an optional field with a default
+    needs no new version (a body stored without it reads as the default)."""
+    def declare(cls: type) -> type:
+        cls = dataclass(frozen=True)(cls)
+        cls.TYPE, cls.VERSION = type_name, version
+        _TYPES[type_name] = cls
+        return cls
+    return declare
+
+
+@change("payment_started")
+class PaymentStarted:
     invoice_id: str
     payment_id: str
     party_id: str
@@ -53,131 +66,89 @@ class PaymentStarted:
     domain_revision: int | None = None
 
 
-@dataclass(frozen=True)
+@change("route_changed")
 class RouteChanged:
-    TYPE: ClassVar[str] = "route_changed"
-    VERSION: ClassVar[int] = 1
-
     route: Route
     turnover_limits: tuple[TurnoverLimit, ...]
 
 
-@dataclass(frozen=True)
+@change("cash_flow_changed")
 class CashFlowChanged:
-    TYPE: ClassVar[str] = "cash_flow_changed"
-    VERSION: ClassVar[int] = 1
-
     cash_flow: FinalCashFlow
 
 
-@dataclass(frozen=True)
+@change("status_changed")
 class StatusChanged:
-    TYPE: ClassVar[str] = "status_changed"
-    VERSION: ClassVar[int] = 1
-
     status: Status
 
 
-@dataclass(frozen=True)
+@change("capture_started")
 class CaptureStarted:
-    TYPE: ClassVar[str] = "capture_started"
-    VERSION: ClassVar[int] = 1
-
     data: CaptureData
 
 
-@dataclass(frozen=True)
+@change("session_started")
 class SessionStarted:
-    TYPE: ClassVar[str] = "session_started"
-    VERSION: ClassVar[int] = 1
-
     target: Target
 
 
-@dataclass(frozen=True)
+@change("session_finished")
 class SessionFinished:
-    TYPE: ClassVar[str] = "session_finished"
-    VERSION: ClassVar[int] = 1
-
     target: Target
     result: Literal["succeeded", "failed"] = "succeeded"
     trx_id: str | None = None
     failure: Failure | None = None  # set when the result is `failed`
 
 
-@dataclass(frozen=True)
+@change("rollback_started")
 class RollbackStarted:
     """The payment fails: what it holds is rolled back (activity processing_failure)."""
-
-    TYPE: ClassVar[str] = "rollback_started"
-    VERSION: ClassVar[int] = 1
 
     failure: Failure
 
 
-@dataclass(frozen=True)
+@change("repaired")
 class Repaired:
     """An operator repaired the failed machine: which action, who and why."""
-
-    TYPE: ClassVar[str] = "repaired"
-    VERSION: ClassVar[int] = 1
 
     action: str
     operator: str | None = None
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@change("limits_held")
 class LimitsHeld:
-    TYPE: ClassVar[str] = "limits_held"
-    VERSION: ClassVar[int] = 1
-
     operation_id: str
 
 
-@dataclass(frozen=True)
+@change("limits_committed")
 class LimitsCommitted:
-    TYPE: ClassVar[str] = "limits_committed"
-    VERSION: ClassVar[int] = 1
-
     operation_id: str
     captured_amount: int
 
 
-@dataclass(frozen=True)
+@change("limits_rolled_back")
 class LimitsRolledBack:
-    TYPE: ClassVar[str] = "limits_rolled_back"
-    VERSION: ClassVar[int] = 1
-
     operation_id: str
 
 
-@dataclass(frozen=True)
+@change("plan_batch_held")
 class PlanBatchHeld:
     """A batch held in the Accounter; commit and rollback list exactly these postings."""
-
-    TYPE: ClassVar[str] = "plan_batch_held"
-    VERSION: ClassVar[int] = 1
 
     plan_id: str
     batch_id: int
     cash_flow: FinalCashFlow
 
 
-@dataclass(frozen=True)
+@change("plan_committed")
 class PlanCommitted:
-    TYPE: ClassVar[str] = "plan_committed"
-    VERSION: ClassVar[int] = 1
-
     plan_id: str
     batch_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@change("plan_rolled_back")
 class PlanRolledBack:
-    TYPE: ClassVar[str] = "plan_rolled_back"
-    VERSION: ClassVar[int] = 1
-
     plan_id: str
     batch_ids: tuple[int, ...]
 
@@ -187,16 +158,6 @@ Change = (
     | SessionStarted | SessionFinished | LimitsHeld | LimitsCommitted | LimitsRolledBack
     | PlanBatchHeld | PlanCommitted | PlanRolledBack | RollbackStarted | Repaired
 )
-
-_TYPES: dict[str, type] = {
-    cls.TYPE: cls
-    for cls in (
-        PaymentStarted, RouteChanged, CashFlowChanged, StatusChanged, CaptureStarted,
-        SessionStarted, SessionFinished, LimitsHeld, LimitsCommitted, LimitsRolledBack,
-        PlanBatchHeld, PlanCommitted, PlanRolledBack, RollbackStarted, Repaired,
-    )
-}
-
 
 @cache
 def _adapter(cls: type) -> TypeAdapter:
