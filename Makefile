@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-bench services migrate test test-rabbitmq chaos bench bench-quick \
+.PHONY: install install-bench services migrate test test-rabbitmq chaos fuzz bench bench-quick \
         bench-runtime bench-payments bench-cashback \
-        demo sandbox worker beat api clean
+        demo sandbox worker beat api flower constraints bench-scrape clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-rabbitmq: install services
 chaos: install services
 	$(BIN)/pytest -m chaos tests
 
+## Long property and fuzz runs (many more examples than in `make test`), kept out of it.
+fuzz: install services
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m 'not chaos' tests/properties tests/fuzz
+
 ## Every benchmark and baseline from one run, into docs/bench (a table and a chart).
 bench: install-bench services
 	$(BIN)/python -m benchmarks.report
@@ -53,6 +57,10 @@ bench-payments: install services
 bench-cashback: install services
 	$(BIN)/python -m benchmarks.cashback_bench
 
+## The metrics scrape at a million machines vs counting them (README, Operations).
+bench-scrape: install services
+	$(BIN)/python -m benchmarks.scrape_bench
+
 ## The demo command (README): sandbox peers, a worker, beat and the API, end to end.
 demo: migrate
 	$(BIN)/python -m celgate.demo
@@ -68,6 +76,17 @@ beat: install
 
 api: install
 	$(BIN)/celgate-api
+
+## Flower on http://127.0.0.1:5555 for the task list; needs FLOWER_BASIC_AUTH=user:password
+## (or CELGATE_LOCAL_DEMO=1 on a machine of your own).
+flower: install
+	$(BIN)/celery -A workers flower --address=127.0.0.1 --port=5555
+
+## Pins of every dependency for the image (docker/constraints.txt), from a fresh install.
+constraints: install
+	@{ echo "# Pinned dependency versions for the image (pip install -c). Regenerate with"; \
+	   echo "# \`make constraints\` after changing the dependencies in pyproject.toml."; \
+	   $(BIN)/pip freeze --exclude-editable | grep -v '^-e\|^#'; } > docker/constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -12,12 +12,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, Literal
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from payments.cashflow import CashFlowTemplate, FinalCashFlow
 from payments.model import (
     CaptureData,
+    Failure,
     HoldFlow,
+    Payer,
     Route,
     Status,
     Target,
@@ -25,6 +27,7 @@ from payments.model import (
     TurnoverLimit,
 )
 from payments.money import Money
+from workers.errors import TypedError
 
 
 class InvalidHistory(Exception):
@@ -45,6 +48,9 @@ class PaymentStarted:
     created_at: datetime
     transaction_info: TransactionInfo | None
     cash_flow_template: CashFlowTemplate
+    # Optional fields with a default are additive: a body stored without them reads as None.
+    payer: Payer | None = None
+    domain_revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,31 @@ class SessionFinished:
     VERSION: ClassVar[int] = 1
 
     target: Target
-    result: Literal["succeeded"] = "succeeded"
+    result: Literal["succeeded", "failed"] = "succeeded"
     trx_id: str | None = None
+    failure: Failure | None = None  # set when the result is `failed`
+
+
+@dataclass(frozen=True)
+class RollbackStarted:
+    """The payment fails: what it holds is rolled back (activity processing_failure)."""
+
+    TYPE: ClassVar[str] = "rollback_started"
+    VERSION: ClassVar[int] = 1
+
+    failure: Failure
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """An operator repaired the failed machine: which action, who and why."""
+
+    TYPE: ClassVar[str] = "repaired"
+    VERSION: ClassVar[int] = 1
+
+    action: str
+    operator: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +185,7 @@ class PlanRolledBack:
 Change = (
     PaymentStarted | RouteChanged | CashFlowChanged | StatusChanged | CaptureStarted
     | SessionStarted | SessionFinished | LimitsHeld | LimitsCommitted | LimitsRolledBack
-    | PlanBatchHeld | PlanCommitted | PlanRolledBack
+    | PlanBatchHeld | PlanCommitted | PlanRolledBack | RollbackStarted | Repaired
 )
 
 _TYPES: dict[str, type] = {
@@ -164,7 +193,7 @@ _TYPES: dict[str, type] = {
     for cls in (
         PaymentStarted, RouteChanged, CashFlowChanged, StatusChanged, CaptureStarted,
         SessionStarted, SessionFinished, LimitsHeld, LimitsCommitted, LimitsRolledBack,
-        PlanBatchHeld, PlanCommitted, PlanRolledBack,
+        PlanBatchHeld, PlanCommitted, PlanRolledBack, RollbackStarted, Repaired,
     )
 }
 
@@ -180,11 +209,16 @@ def to_json(change: Change) -> dict[str, Any]:
 
 
 def from_json(body: dict[str, Any]) -> Change:
+    if not isinstance(body, dict):
+        raise InvalidHistory(f"a change is a JSON object, not {type(body).__name__}")
     fields = dict(body)
     kind, version = fields.pop("type", None), fields.pop("v", None)
-    cls = _TYPES.get(kind)
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidHistory(f"unknown change type {kind!r}")
     if version != cls.VERSION:
         raise InvalidHistory(f"{kind}: unknown schema version {version!r}")
-    return _adapter(cls).validate_python(fields)
+    try:
+        return _adapter(cls).validate_python(fields)
+    except (ValidationError, TypedError) as exc:  # a field's shape, or a value's own check
+        raise InvalidHistory(f"{kind}: unreadable: {exc}") from exc

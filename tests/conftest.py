@@ -6,6 +6,7 @@ from tests.support import env
 
 env.apply()  # before anything reads settings
 
+import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -14,6 +15,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from celgate.api import create_app  # noqa: E402
 from celgate.processes import ROOT, ManagedProcess  # noqa: E402
@@ -22,6 +24,12 @@ from tests.support.broker import TestBroker, open_broker  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 
 pytest_plugins = ["tests.fixtures.sandbox"]
+
+# Property and fuzz tests: a short run in `make test`, a long one in `make fuzz`
+# (HYPOTHESIS_PROFILE=fuzz). No deadline: the machines running the suite are shared and slow.
+settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=1000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

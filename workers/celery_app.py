@@ -12,17 +12,32 @@ give a worker the extra prefetch that holding ETA messages in memory needs.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_shutdown,
+)
 from kombu import Connection, Exchange, Queue
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
     declare_native_delayed_delivery_exchanges_and_queues,
 )
+from sqlalchemy import text
+from tenacity import Retrying, retry_if_exception_type, wait_fixed
 
-from workers.db import dispose_engine
-from workers.logs import configure_logging
+from workers import logs
+from workers.db import dispose_engine, get_engine
 from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 QUEUES = ("payments", "cashback", "wallet", "workers")
 
@@ -67,7 +82,8 @@ def broker_options(broker_url: str, visibility_timeout_s: int) -> dict:
         }
     return {
         "broker_transport_options": {"visibility_timeout": visibility_timeout_s},
-        # Kombu's Redis transport with a reused client per channel (workers/redis_transport.py).
+        # Kombu's Redis transport with a reused client per channel and a restore of unacked
+        # messages that cannot stop a worker (workers/redis_transport.py).
         "broker_transport": "workers.redis_transport:Transport",
     }
 
@@ -117,8 +133,15 @@ def create_app() -> Celery:
         task_default_queue="workers",
         task_routes=(route_by_prefix,),
         broker_connection_retry_on_startup=True,
+        # A worker waits for a broker that is away for long instead of exiting after N tries.
+        broker_connection_max_retries=None,
+        # Checks every message before Celery dispatches it: none can stop a worker.
+        worker_consumer="workers.consumer:GuardedConsumer",
         enable_utc=True,
         timezone="UTC",
+        # Flower shows every task only when workers send events, the "sent" one included.
+        worker_send_task_events=settings.worker_send_task_events,
+        task_send_sent_event=settings.worker_send_task_events,
         beat_schedule={
             "sweep": {
                 "task": "workers.sweep",
@@ -135,12 +158,81 @@ app = create_app()
 
 
 @setup_logging.connect
-def _json_logs(**_: object) -> None:
+def _our_logs(**_: object) -> None:
     # Connecting this signal stops Celery from installing its own text handlers.
-    configure_logging()
+    logs.configure_logging()
+
+
+@task_prerun.connect
+def _bind_task_ids(task_id: str, task, kwargs=None, **_: object) -> None:
+    logs.task_started(task_id, task.name, kwargs or {})
+
+
+@task_postrun.connect
+def _unbind_task_ids(task_id: str, **_: object) -> None:
+    logs.task_finished(task_id)
+
+
+@worker_init.connect
+def _before_the_pool_starts(**_: object) -> None:
+    """In the worker's parent, before it forks: wait for the database, serve metrics."""
+    wait_for_database()
+    settings = get_settings()
+    if settings.worker_metrics_port:
+        from workers import metrics
+
+        try:
+            metrics.serve_worker_metrics(settings.worker_metrics_host,
+                                         settings.worker_metrics_port)
+        except OSError as exc:
+            raise SystemExit(f"cannot serve worker metrics on {settings.worker_metrics_host}:"
+                             f"{settings.worker_metrics_port}: {exc.strerror}") from None
+
+
+@worker_shutdown.connect
+def _after_the_worker(**_: object) -> None:
+    from workers import metrics
+
+    metrics.remove_run_dir()
 
 
 @worker_process_init.connect
 def _fresh_pool_in_child(**_: object) -> None:
     # A pool inherited through fork shares sockets with the parent.
     dispose_engine()
+
+
+def wait_for_database() -> None:
+    """Block until PostgreSQL answers: a worker says "ready" only when it can do its work."""
+    def attempt() -> None:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def note(state) -> None:
+        log.warning("database unavailable, worker waits before it reports ready",
+                    extra={"error": str(state.outcome.exception())[:300]})
+
+    from sqlalchemy.exc import DBAPIError
+
+    for retry in Retrying(retry=retry_if_exception_type(DBAPIError), wait=wait_fixed(1),
+                          before_sleep=note, reraise=True):
+        with retry:
+            attempt()
+    dispose_engine()  # the pool's children open their own connections
+
+
+def check_flower_auth(argv: list[str], env: dict[str, str]) -> None:
+    """`celery -A workers flower` refuses to start without FLOWER_BASIC_AUTH (or another
+    Flower auth option) unless CELGATE_LOCAL_DEMO says this is a local demo."""
+    if "flower" not in argv[1:] or "--help" in argv:
+        return
+    if env.get("FLOWER_BASIC_AUTH") or env.get("FLOWER_AUTH") or any(
+            a.startswith(("--basic-auth", "--basic_auth", "--auth")) for a in argv):
+        return
+    if env.get("CELGATE_LOCAL_DEMO", "").lower() in ("1", "true", "yes"):
+        return
+    raise SystemExit("Flower needs FLOWER_BASIC_AUTH=user:password (no default password); "
+                     "set CELGATE_LOCAL_DEMO=1 only for a local demo")
+
+
+check_flower_auth(sys.argv, dict(os.environ))

@@ -6,6 +6,7 @@ statements are few and hot, and explicit SQL keeps their cost visible.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 
 from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -85,12 +88,22 @@ def transaction() -> Iterator[Tx]:
     """One database transaction; callbacks registered with `after_commit` run after COMMIT.
 
     A message published before the commit could be consumed before the row it points to is
-    visible, so every publication goes through `after_commit`.
+    visible, so every publication goes through `after_commit`. What was committed stands even
+    when publishing fails (the broker is down): every such message is also a row with a sent
+    mark that the sweeper re-sends, so the failure is logged and the caller answers as for a
+    success. The first failure skips the rest: they would wait on the same broken broker.
     """
     engine = get_engine()
     with engine.connect() as conn:
         tx = Tx(conn)
         with conn.begin():
             yield tx
-        for callback in tx._after_commit:
-            callback()
+        for done, callback in enumerate(tx._after_commit):
+            try:
+                callback()
+            except Exception:
+                log.warning("publishing after commit failed; the sweeper will re-send",
+                            exc_info=True,
+                            extra={"code": "publish_failed",
+                                   "skipped": len(tx._after_commit) - done - 1})
+                break

@@ -48,7 +48,7 @@ def set_timer_due_now(machine_id: str) -> None:
         tx.conn.execute(
             update(machines_table)
             .where(machines_table.c.namespace == toys.NAME, machines_table.c.id == machine_id)
-            .values(timer_due_at=machines.now())
+            .values(timer_due_at=machines.now(), timer_publish_at=machines.now())
         )
 
 

@@ -54,7 +54,8 @@ def test_a_lost_message_is_brought_back_by_the_sweeper(running_worker, broker):
         tx.conn.execute(
             update(stq_tasks)
             .where(stq_tasks.c.task_id == name)
-            .values(sent_at=stq.now() - timedelta(minutes=5), eta=stq.now() - timedelta(minutes=5))
+            .values(sent_at=stq.now() - timedelta(minutes=5), eta=stq.now() - timedelta(minutes=5),
+                    publish_at=stq.now() - timedelta(minutes=4))
         )
     running_worker.start()
     assert sweep()["stq"] >= 1

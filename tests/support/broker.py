@@ -23,7 +23,8 @@ class TestBroker(Protocol):
         """Lose every message the broker holds that is not yet in a worker's hands."""
 
     def messages_with(self, text: str) -> list[str]:
-        """Bodies of the messages waiting in the broker whose body mentions `text`."""
+        """Bodies of the messages waiting in the broker whose body or headers mention
+        `text`."""
 
     def close(self) -> None: ...
 
@@ -38,21 +39,22 @@ class RedisBroker:
         self.client.flushdb()
 
     def messages_with(self, text: str) -> list[str]:
-        bodies = []
+        messages = []
         for key in self.client.keys("*"):
             kind = self.client.type(key)
             if kind == b"list":
-                bodies += [_redis_body(json.loads(m)) for m in self.client.lrange(key, 0, -1)]
+                messages += [json.loads(m) for m in self.client.lrange(key, 0, -1)]
             elif kind == b"hash" and key == b"unacked":  # including ETA messages
-                bodies += [_redis_body(json.loads(v)[0]) for v in self.client.hvals(key)]
-        return [body for body in bodies if text in body]
+                messages += [json.loads(v)[0] for v in self.client.hvals(key)]
+        return [_redis_body(m) for m in messages
+                if text in _redis_body(m) or text in json.dumps(m.get("headers"))]
 
     def close(self) -> None:
         self.client.close()
 
 
 def _redis_body(message: dict) -> str:
-    return base64.b64decode(message["body"]).decode()
+    return base64.b64decode(message["body"]).decode(errors="replace")
 
 
 class RabbitBroker:
@@ -86,15 +88,17 @@ class RabbitBroker:
         """Ready messages only (in the contract queues and the delay queues); a message a
         worker holds unacked is not visible here. Closing the channel without acking puts
         every message read back."""
-        bodies = []
+        found = []
         with Connection(self.url) as connection:
             channel = connection.channel()
             for name in self.queue_names:
                 while (message := channel.basic_get(name, no_ack=False)) is not None:
-                    bodies.append(message.body.decode() if isinstance(message.body, bytes)
-                                  else str(message.body))
+                    body = (message.body.decode(errors="replace")
+                            if isinstance(message.body, bytes) else str(message.body))
+                    if text in body or text in str(message.headers):
+                        found.append(body)
             channel.close()
-        return [body for body in bodies if text in body]
+        return found
 
     def close(self) -> None:
         _rabbitmqctl("delete_vhost", self.vhost, check=False)

@@ -89,6 +89,7 @@ def test_env(slot: int) -> dict[str, str]:
         "CASHBACK_POLL_INITIAL_S": "0.1",
         "CASHBACK_POLL_MAX_S": "0.5",
         "CASHBACK_MISSING_INVOICE_LIMIT": "3",
+        "CASHBACK_BILLING_SERVICES": "taxi=card",
         "WORKER_EXTRA_IMPORTS": "tests.support.toys",
         "LOG_LEVEL": "INFO",
     }
