@@ -140,7 +140,9 @@ Baselines, each measured in the same run on the same worker:
   (benchmarks/plain_tasks.py): what a user would write instead.
 
 "ours / this" is our throughput divided by that variant's; above 1 we are faster. Worker CPU
-is the worker process and its pool children, per item, during that run.
+is the worker process and its pool children, per item, during that run. On a machine shared
+with other work the throughput ratios move by 0.2 or more from run to run; CPU per item is the
+steadier figure.
 
 {table(rows)}
 
