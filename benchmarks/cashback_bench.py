@@ -92,10 +92,12 @@ def main() -> None:
         runtime_bench.run_bare(10, args.bare_steps)  # warm the pool's connections
         run_orders(5)
         with harness.CpuMeter(worker=worker, sandbox=sandbox) as meter:
-            bare = runtime_bench.run_bare(args.orders, args.bare_steps).with_cpu(meter)
+            bare = runtime_bench.run_bare(args.orders, args.bare_steps)
+        bare = bare.with_cpu(meter)
         _control("reset")
         with harness.CpuMeter(worker=worker, sandbox=sandbox) as meter:
-            ours = run_orders(args.orders).with_cpu(meter)
+            ours = run_orders(args.orders)
+        ours = ours.with_cpu(meter)
         updates = [u for u in _control("state", method="GET")["updates"]
                    if u["outcome"] == "accepted"]
     finally:

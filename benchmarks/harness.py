@@ -66,8 +66,16 @@ def fresh_database() -> None:
 
     subprocess.run([sys.executable, "-m", "celgate.cli", "migrate", "--fresh"], cwd=ROOT,
                    check=True, capture_output=True)
-    redis.Redis.from_url(get_settings().broker_url).flushdb()
+    fresh_broker()
     redis.Redis.from_url(get_settings().redis_url).flushdb()
+
+
+def fresh_broker() -> None:
+    import redis
+
+    from workers.settings import get_settings
+
+    redis.Redis.from_url(get_settings().broker_url).flushdb()
 
 
 def start_sandbox(peers: str) -> ManagedProcess:

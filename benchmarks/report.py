@@ -2,7 +2,7 @@
 
     python -m benchmarks.report [--quick] [--out docs/bench]
 
-Runs the runtime, payments and cashback benchmarks one after the other (each in its own
+Runs the runtime, payments, cashback and publishing benchmarks one after the other (each in its own
 process, as `make bench-runtime` etc. would), collects the figures each records, and writes
 `<out>/README.md` and `<out>/bench.png`. `--quick` uses small sizes, for a check that the
 benchmarks still run, not for figures worth quoting.
@@ -27,10 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FULL = {"runtime_bench": ["--machines", "200", "--steps", "10"],
         "payments_bench": ["--payments", "300"],
-        "cashback_bench": ["--orders", "300"]}
+        "cashback_bench": ["--orders", "300"],
+        "publish_bench": ["--messages", "3000"]}
 QUICK = {"runtime_bench": ["--machines", "30", "--steps", "5"],
          "payments_bench": ["--payments", "30"],
-         "cashback_bench": ["--orders", "30"]}
+         "cashback_bench": ["--orders", "30"],
+         "publish_bench": ["--messages", "300"]}
 VARIANTS = ("ours", "plain celery", "bare chain")  # column order; a benchmark may lack one
 
 
@@ -138,7 +140,9 @@ Baselines, each measured in the same run on the same worker:
   (benchmarks/plain_tasks.py): what a user would write instead.
 
 "ours / this" is our throughput divided by that variant's; above 1 we are faster. Worker CPU
-is the worker process and its pool children, per item, during that run.
+is the worker process and its pool children, per item, during that run. On a machine shared
+with other work the throughput ratios move by 0.2 or more from run to run; CPU per item is the
+steadier figure.
 
 {table(rows)}
 

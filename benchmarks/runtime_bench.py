@@ -92,7 +92,8 @@ def main() -> None:
         bare = harness.Figures("bare celery chain", args.machines * args.steps, chains.seconds,
                                cpu=meter.used)
         with harness.CpuMeter(worker=worker) as meter:
-            ours = run_machines(args.machines, args.steps).with_cpu(meter)
+            ours = run_machines(args.machines, args.steps)
+        ours = ours.with_cpu(meter)
     finally:
         worker.stop()
     print(f"{args.machines} chains x {args.steps} steps, worker concurrency {args.concurrency}")

@@ -1,5 +1,5 @@
 """kombu's Redis transport with two changes: a Redis client per channel for publishing, and a
-restore of unacked messages that can never stop a worker.
+worker that outlives its Redis.
 
 Publishing: stock kombu builds a new `redis.Redis` object for every message it puts on a
 queue (the connection itself comes from a pool); at our publish rates that object is a large
@@ -15,6 +15,11 @@ way in a run of 19 Redis restarts. Losing that restore loses nothing: Redis eith
 the messages in its unacked hash (they come back after the visibility timeout) or lost them in
 the restart (no persistence), and every message of ours is a row in PostgreSQL that the
 sweeper re-sends. So a failed restore is logged and the close goes on.
+
+Late acks: a task that finishes after its channel closed acks on that closed channel. Building
+a client there fails the same way; here it is a connection error, which Celery logs ("couldn't
+ack") instead of ending the worker. The message comes back and its stale token makes the
+repeat harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kombu.transport import redis
+from redis import exceptions as redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +56,14 @@ class Channel(redis.Channel):
             yield client
             return
         if self._sync_client is None:
+            if self.connection is None or self.connection.client is None:
+                raise redis_errors.ConnectionError("channel is closed")  # see "Late acks"
             self._sync_client = self._create_client()
         yield self._sync_client
 
     def close(self) -> None:
+        super().close()  # its restore may still use the client
         self._sync_client = None
-        super().close()
 
 
 class Transport(redis.Transport):
