@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from payments.decisions import CancelCommand, CaptureCommand
 from payments.errors import InvalidPaging, PaymentConflict, PaymentNotFound
 from payments.model import check_id
 from payments.processor import NAME, NAMESPACE, machine_id, state_of
@@ -54,14 +55,14 @@ def start_hold(body: HoldBody) -> bool:
 def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> str:
     """Start capturing the payment; the activity it moved to."""
     check_text(body)
-    body.to_domain()  # the values are checked before the machine is locked
-    return _call(invoice_id, payment_id, {"capture": body.model_dump(mode="json")})
+    # The values are checked (typed 400s) before the machine is locked.
+    return _call(invoice_id, payment_id, body.to_domain())
 
 
 def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> str:
     """Start cancelling the payment; the activity it moved to."""
     check_text(body)
-    return _call(invoice_id, payment_id, {"cancel": body.model_dump(mode="json")})
+    return _call(invoice_id, payment_id, CancelCommand(body.reason))
 
 
 def repair(invoice_id: str, payment_id: str, body: RepairBody) -> PaymentView:
@@ -69,7 +70,7 @@ def repair(invoice_id: str, payment_id: str, body: RepairBody) -> PaymentView:
     repair is recorded with who and why, and the current step runs again at once."""
     check_text(body)
     with _payment(invoice_id, payment_id) as key:
-        machines.repair_with(NAMESPACE, key, body.model_dump(mode="json"))
+        machines.repair_with(NAMESPACE, key, body.to_domain())
     return get(invoice_id, payment_id)
 
 
@@ -96,7 +97,7 @@ def _start(body: RegisterBody) -> bool:
     key = machine_id(request.invoice_id, request.payment_id)
     with bind(invoice_id=request.invoice_id, payment_id=request.payment_id):
         try:
-            machines.start(NAMESPACE, key, body.model_dump(mode="json"))
+            machines.start(NAMESPACE, key, request)
             return True
         except MachineAlreadyExists:
             pass
@@ -107,9 +108,9 @@ def _start(body: RegisterBody) -> bool:
         return False
 
 
-def _call(invoice_id: str, payment_id: str, args: dict) -> str:
+def _call(invoice_id: str, payment_id: str, command: CaptureCommand | CancelCommand) -> str:
     with _payment(invoice_id, payment_id) as key:
-        return machines.call(NAMESPACE, key, args)
+        return machines.call(NAMESPACE, key, command)
 
 
 def _machine(invoice_id: str, payment_id: str) -> Machine:

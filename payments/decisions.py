@@ -52,6 +52,11 @@ class CaptureCommand:
     cart: Cart | None = None
 
 
+@dataclass(frozen=True)
+class CancelCommand:
+    reason: str
+
+
 RepairAction = Literal["resume", "fulfill_session", "fail_session"]
 
 

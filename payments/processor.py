@@ -1,11 +1,14 @@
 """The processor of the `payments` machine namespace: signals in, changes and timers out.
 
-- `Init(args)`: args are the register or hold body; the payment's first changes.
-- `Call(args)`: a capture or cancel command, decided against the current state under the lock;
+Signals carry typed commands, in-process (JSON stays at the edges: HTTP, Celery kwargs,
+stored events):
+- `Init(PaymentRequest)`: a register or hold; the payment's first changes.
+- `Call(CaptureCommand | CancelCommand)`: decided against the current state under the lock;
   the response is the activity the payment moves to.
 - `Timeout()`: the step of the current activity (`steps.STEPS`).
-- `Repair(args)`: an operator's repair of the failed machine (resume, fulfill_session,
-  fail_session), recorded as events with who and why; then the current step runs at once.
+- `Repair(RepairCommand)`: an operator's repair of the failed machine (resume,
+  fulfill_session, fail_session), recorded as events with who and why; then the current step
+  runs at once.
 
 A failed timeout step is retried on a timer when the failure is transient (a peer that could
 not be reached or whose answer got lost, a provider session failed transiently) and marks the
@@ -22,9 +25,10 @@ from typing import Any
 from clients.json_http import PeerUnavailable
 from clients.woody import ResourceUnavailable, ResultUnknown
 from payments import decisions
+from payments.decisions import CancelCommand, CaptureCommand, RepairCommand
 from payments.events import Change, InvalidHistory, from_json, to_json
+from payments.model import PaymentRequest
 from payments.peers import get_peers
-from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody, RepairBody
 from payments.state import Activity, PaymentState, fold
 from payments.steps import STEPS, ProviderSessionRetry
 from workers import machines
@@ -76,15 +80,12 @@ def process(signal: Signal | Repair, machine: Machine) -> Result:
         return _result(outcome.changes, outcome.action, fold(outcome.changes, state).activity)
 
 
-def _start(args: dict[str, Any]) -> Result:
-    body = HoldBody.model_validate(args) if "flow" in args else RegisterBody.model_validate(args)
-    changes = decisions.start(body.to_domain(), machines.now(),
-                              get_settings().max_hold_lifetime_s)
+def _start(request: PaymentRequest) -> Result:
+    changes = decisions.start(request, machines.now(), get_settings().max_hold_lifetime_s)
     return _result(changes, Action.instant(), fold(changes).activity)
 
 
-def _repair(machine: Machine, args: dict[str, Any]) -> Result:
-    command = RepairBody.model_validate(args).to_domain()
+def _repair(machine: Machine, command: RepairCommand) -> Result:
     if command.action == "resume":
         # A resume needs nothing of the state, so even a history this code cannot fold can
         # be resumed (once a fixed version reads it).
@@ -95,12 +96,13 @@ def _repair(machine: Machine, args: dict[str, Any]) -> Result:
     return _result(changes, Action.instant(), None, response=command.action)
 
 
-def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
-    if "capture" in args:
-        return decisions.capture(state, CaptureBody.model_validate(args["capture"]).to_domain())
-    if "cancel" in args:
-        return decisions.cancel(state, CancelBody.model_validate(args["cancel"]).reason)
-    raise ValueError(f"unknown payment call {sorted(args)}")
+def _decide(state: PaymentState, command: CaptureCommand | CancelCommand) -> list[Change]:
+    match command:
+        case CaptureCommand():
+            return decisions.capture(state, command)
+        case CancelCommand(reason=reason):
+            return decisions.cancel(state, reason)
+    raise TypeError(f"not a payment call: {command!r}")
 
 
 def _result(changes: Sequence[Change], action: Action, activity: Activity | None,

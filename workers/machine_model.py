@@ -59,9 +59,13 @@ class Machine:
     timer_due_at: datetime | None = None
 
 
+# Signal arguments are the namespace's own typed commands, in-process: the runtime passes them
+# to the processor untouched and never stores them.
+
+
 @dataclass(frozen=True)
 class Init:
-    args: Json
+    args: Any
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class Timeout:
 
 @dataclass(frozen=True)
 class Call:
-    args: Json
+    args: Any
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ class Repair:
     (which action, who, why): it answers with the events that record it and the next action,
     or raises a typed error when the repair does not fit (nothing is stored then)."""
 
-    args: Json
+    args: Any
 
 
 Signal = Init | Timeout | Call | Repair

@@ -63,7 +63,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def start(ns: Namespace, machine_id: str, args: Json) -> Any:
+def start(ns: Namespace, machine_id: str, args: Any) -> Any:
     """Create the machine and process its init signal; raise MachineAlreadyExists if it exists."""
     with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
         # The inserted row is ours until commit (a concurrent start waits on its key), so it
@@ -77,7 +77,7 @@ def start(ns: Namespace, machine_id: str, args: Json) -> Any:
         return result.response
 
 
-def call(ns: Namespace, machine_id: str, args: Json) -> Any:
+def call(ns: Namespace, machine_id: str, args: Any) -> Any:
     """Process a synchronous call; the processor's exception reaches the caller, nothing stored."""
     with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
         row = store.lock(tx, ns.name, machine_id)
@@ -288,7 +288,7 @@ def register_timeout_task(ns: Namespace):
 # --- operator repairs ---------------------------------------------------------------------
 
 
-def repair_with(ns: Namespace, machine_id: str, args: Json) -> Any:
+def repair_with(ns: Namespace, machine_id: str, args: Any) -> Any:
     """Repair a failed machine through its processor: the events the processor returns are
     appended, the machine works again, and its timer is what the processor asked for."""
     with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:

@@ -24,7 +24,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from workers.celery_app import app
+from workers import publish as publisher
 from workers.db import transaction
 from workers.settings import get_settings
 
@@ -110,7 +110,8 @@ def backoff(attempt: int, *, initial_s: float | None = None, max_s: float | None
 
 
 def publish(task_name: str, kwargs: dict[str, Any], countdown: float) -> None:
-    app.send_task(task_name, kwargs=kwargs, countdown=countdown or None)
+    # The one way to publish (pooled producer; RabbitMQ's topology declared before a countdown).
+    publisher.publish(task_name, kwargs, countdown)
 
 
 def publish_if_near(task_name: str, kwargs: dict[str, Any], due: datetime) -> None:

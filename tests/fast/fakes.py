@@ -282,7 +282,8 @@ class FakeTransactions(Faults):
         self.invoices[invoice_id] = {
             "id": invoice_id, "currency": "RUB", "status": "cleared", "user_ip": user_ip,
             "cashback": {"status": status, "version": version,
-                         "rewarded": [{"source": s, "amount": a} for s, a in dict(rewarded).items()],
+                         "rewarded": [{"source": s, "amount": a}
+                                      for s, a in dict(rewarded).items()],
                          "operations": []},
         }
 
