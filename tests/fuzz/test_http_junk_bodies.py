@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 
 from tests.cashback.conftest import register_body
 from tests.fuzz.conftest import FAR, new_held
-from tests.fuzz.junk import SHAPES, VALUES, get, junk, odd_text, with_value
+from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, odd_text, with_value
 from tests.payments.conftest import Ledger, payment_body, payment
 from workers.settings import get_settings
 
 LONG = settings().max_examples >= 100  # the `make fuzz` profile
-# Wrong values (NUL text, integers beyond 64 bits) are drawn in long runs; `make test` sends
-# the known ones as the fixed cases at the end.
-KINDS = SHAPES + VALUES if LONG else SHAPES
+# Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
+# `make test` sends the known cases as the fixed cases at the end.
+KINDS = SHAPES + HOSTILE if LONG else SHAPES
 FAKE = Ledger(910001, 910002, 910003, 910004)
 CALLBACK = "/v1/wallet/balance-callback"
 

@@ -16,6 +16,7 @@ The examples per task follow the hypothesis profile (`make fuzz` runs many more 
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,9 @@ from sqlalchemy import text
 
 from celgate.processes import ManagedProcess
 from tests.fuzz.conftest import FAR
-from tests.fuzz.junk import SHAPES, VALUES, get, junk, with_value
+from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, with_value
 from tests.payments.conftest import Ledger, payment_body, wait_payment
-from tests.runtime.helpers import messages_with
+from tests.runtime.helpers import broker_messages
 from tests.support.waiting import wait_for
 from workers.celery_app import app
 from workers.db import transaction
@@ -40,9 +41,9 @@ BATCH = 20  # junk messages per example
 LONG = settings().max_examples >= 100  # the `make fuzz` profile
 # A batch takes a few seconds of a real worker: one in `make test`, many in `make fuzz`.
 EXAMPLES = 12 if LONG else 1
-# Wrong values (NUL text, integers beyond 64 bits) are drawn in long runs; `make test` sends
-# them as the fixed cases of the last test below.
-KINDS = SHAPES + VALUES if LONG else SHAPES
+# Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
+# `make test` sends the known cases as the fixed cases of the last test below.
+KINDS = SHAPES + HOSTILE if LONG else SHAPES
 # Keys a sender may leave out. `turnover_limits` is required by the contract; leaving it out is
 # one of the fixed cases below while the code still takes it as optional.
 OPTIONAL = frozenset({"details", "rounding", "transaction_info", "turnover_limits", "cost"})
@@ -86,16 +87,24 @@ def stored_with(marker: str) -> dict[str, int]:
     return {where: count for where, count in found.items() if count}
 
 
-def worker_lines(log: Path, offset: int, task: str) -> tuple[list[str], list[str]]:
-    """The worker's log lines about `task` since `offset`: its typed rejections, and any other
-    error (a crash of the task on input it should have refused)."""
-    lines = log.read_bytes()[offset:].decode(errors="replace").splitlines()
-    about = [line for line in lines if task in line]
-    rejected = [line for line in about
-                if '"task rejected"' in line and f'"task": "{task}"' in line]
-    errors = [line for line in about if line not in rejected
-              and any(f'"level": "{level}"' in line for level in ("error", "critical"))]
-    return rejected, errors
+def outcomes(log: Path, offset: int, ids: list[str]) -> dict[str, str]:
+    """What became of each message, from Celery's own log lines since `offset`: "rejected" (our
+    typed refusal), "accepted", "crashed" (the task raised something untyped), "retried", or
+    "dropped" (it never reached the task: refused while decoding)."""
+    found = dict.fromkeys(ids, "dropped")
+    for line in log.read_bytes()[offset:].decode(errors="replace").splitlines():
+        if '"msg": "Task ' not in line:
+            continue
+        task_id = line.split("[", 1)[-1].split("]", 1)[0]
+        if task_id not in found:
+            continue
+        if "] succeeded in " in line:
+            found[task_id] = "rejected" if "'rejected': " in line else "accepted"
+        elif "] raised unexpected" in line:
+            found[task_id] = "crashed"
+        elif "] retry: " in line:
+            found[task_id] = "retried"
+    return found
 
 
 def event_count(machine_id: str) -> int:
@@ -105,25 +114,48 @@ def event_count(machine_id: str) -> int:
                  "AND machine_id = :m"), {"m": machine_id}).scalar()
 
 
-def judge(task: str, marker: str, sent: int, offset: int, *, worker: ManagedProcess,
-          pid: int, broker: redis.Redis) -> None:
-    """After `sent` junk messages of `task` carrying `marker`: the worker lived through them,
-    refused each once with a typed code, and stored nothing for them."""
-    wait_for(lambda: not messages_with(broker, marker), timeout=30,
+def pending(broker: redis.Redis, ids: list[str]) -> list[str]:
+    """The ids among `ids` of messages still in the broker (queued or unacked)."""
+    waiting = {m.get("headers", {}).get("id") for m in broker_messages(broker)}
+    return [task_id for task_id in ids if task_id in waiting]
+
+
+def purge(broker: redis.Redis, ids: list[str]) -> None:
+    """Take the messages `ids` out of the broker, queued or unacked: a message that took a
+    worker down is restored by it and would take down the next one, and every later test's."""
+    for key in broker.keys("*"):
+        if broker.type(key) == b"list":
+            for raw in broker.lrange(key, 0, -1):
+                if json.loads(raw).get("headers", {}).get("id") in ids:
+                    broker.lrem(key, 0, raw)
+        elif key == b"unacked":
+            for tag, raw in broker.hgetall(key).items():
+                if json.loads(raw)[0].get("headers", {}).get("id") in ids:
+                    broker.hdel(key, tag)
+                    broker.zrem("unacked_index", tag)
+
+
+def judge(ids: list[str], marker: str, offset: int, *, worker: ManagedProcess, pid: int,
+          broker: redis.Redis) -> None:
+    """After the junk messages `ids` (their ids carrying `marker`): every one left the broker,
+    the worker lived through them, each was refused (with a typed code, or while decoding if it
+    never was a task message), and nothing was stored for them."""
+    wait_for(lambda: not pending(broker, ids), timeout=30,
              what="every junk message to leave the broker")
     assert worker.alive and worker.proc.pid == pid, worker.log_tail()
 
-    def logged() -> tuple[list[str], list[str]] | None:
-        rejected, errors = worker_lines(worker.log_path, offset, task)
-        return (rejected, errors) if len(rejected) >= sent or errors else None
+    def logged() -> dict[str, str] | None:  # late acks: a task logs before its message goes
+        found = outcomes(worker.log_path, offset, ids)
+        return found if "dropped" not in found.values() else None
 
-    try:  # late acks: a message leaves the broker after its task ran and logged
-        rejected, errors = wait_for(logged, timeout=1, what=f"{sent} rejections of {task}")
+    try:
+        found = wait_for(logged, timeout=1, what="an outcome logged for every message")
     except AssertionError:
-        rejected, errors = worker_lines(worker.log_path, offset, task)
-    assert stored_with(marker) == {}, f"junk for {task} was stored"
-    assert not errors, "\n".join(line[:600] for line in errors[:5])
-    assert len(rejected) == sent, f"{sent} sent, {len(rejected)} refused with a typed code"
+        found = outcomes(worker.log_path, offset, ids)
+    assert stored_with(marker) == {}, f"junk was stored: {stored_with(marker)}"
+    wrong = {task_id: outcome for task_id, outcome in found.items()
+             if outcome not in ("rejected", "dropped")}
+    assert not wrong, f"{wrong}\n{worker.log_tail()}"
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -141,15 +173,17 @@ def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
         valid = valid_kwargs(task, marker, held)
         sent = [data.draw(junk(valid, OPTIONAL, KINDS), label=f"junk {n}")
                 for n in range(BATCH)]
-        for kwargs in sent:
-            app.send_task(task, kwargs=kwargs)
-        # The worker goes on consuming: a valid payment sent after the junk is captured.
-        control = (f"inv-ctl-{uuid.uuid4().hex[:12]}", "1")  # no marker: it is stored
-        app.send_task("payments.register", kwargs=payment_body(ledger, *control, 300))
-        wait_payment(client, *control, status="captured", timeout=30)
+        ids = [app.send_task(task, kwargs=kwargs).id for kwargs in sent]
+        try:
+            # The worker goes on consuming: a valid payment sent after the junk is captured.
+            control = (f"inv-ctl-{uuid.uuid4().hex[:12]}", "1")  # no marker: it is stored
+            app.send_task("payments.register", kwargs=payment_body(ledger, *control, 300))
+            wait_payment(client, *control, status="captured", timeout=30)
 
-        judge(task, marker, BATCH, offset, worker=live_worker, pid=pid, broker=broker)
-        assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
+            judge(ids, marker, offset, worker=live_worker, pid=pid, broker=broker)
+            assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
+        finally:
+            purge(broker, ids)
 
     batch()
 
@@ -165,8 +199,10 @@ def _append(path: tuple, suffix: str):
     return lambda kwargs: with_value(kwargs, path, get(kwargs, path) + suffix)
 
 
-# Refused at the door once the schema fixes of issue 9 (NUL text, int32/int64 bounds) are in:
-# strict, so a case that starts passing fails until its mark is dropped.
+# Refused once the schema fixes of issue 9 are in (NUL text, int32/int64 bounds, required
+# fields): strict, so a case that starts passing fails until its mark is dropped. Kwargs nested
+# past ~550 levels, which take the worker down, are drawn in long runs only: until the
+# consumer's guard is in, such a message would go on killing the shared worker of later tests.
 PENDING = pytest.mark.xfail(strict=True, reason="accepted or crashing before the schema fixes")
 
 KNOWN_BAD = [
@@ -215,7 +251,11 @@ def test_values_the_contract_refuses_are_refused_over_tasks_too(
     offset = live_worker.log_path.stat().st_size
     held_events = event_count(f"{held[0]}.{held[1]}")
 
-    app.send_task(task, kwargs=mutate(valid_kwargs(task, marker, held)))
+    sent = app.send_task(task, kwargs=mutate(valid_kwargs(task, marker, held)))
 
-    judge(task, marker, 1, offset, worker=live_worker, pid=live_worker.proc.pid, broker=broker)
+    try:
+        judge([sent.id], marker, offset, worker=live_worker, pid=live_worker.proc.pid,
+              broker=broker)
+    finally:
+        purge(broker, [sent.id])
     assert event_count(f"{held[0]}.{held[1]}") == held_events, "the held payment changed"
