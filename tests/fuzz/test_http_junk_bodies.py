@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from tests.cashback.conftest import register_body
 from tests.fuzz.conftest import FAR, new_held
 from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, odd_text, with_value
-from tests.payments.conftest import Ledger, payment_body, payment
+from tests.payments.conftest import Ledger, payment, payment_body
 from workers.settings import get_settings
 
 LONG = settings().max_examples >= 100  # the `make fuzz` profile

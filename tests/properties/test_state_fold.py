@@ -47,11 +47,11 @@ from payments.events import (
 from payments.model import (
     PENDING,
     PROCESSED,
-    PaymentRequest,
     CaptureData,
     Cart,
     CartLine,
     HoldFlow,
+    PaymentRequest,
     Route,
     Status,
     Target,
