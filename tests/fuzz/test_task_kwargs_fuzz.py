@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from celgate.processes import ManagedProcess
-from tests.fuzz.conftest import FAR
+from tests.fuzz.conftest import FAR, LONG
 from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, with_value
 from tests.payments.conftest import Ledger, payment_body, wait_payment
 from tests.runtime.helpers import broker_messages
@@ -38,7 +38,6 @@ from workers.db import transaction
 from workers.settings import get_settings
 
 BATCH = 20  # junk messages per example
-LONG = settings().max_examples >= 100  # the `make fuzz` profile
 # A batch takes a few seconds of a real worker: one in `make test`, many in `make fuzz`.
 EXAMPLES = 12 if LONG else 1
 # Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
