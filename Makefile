@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services migrate test chaos fuzz bench bench-runtime bench-payments bench-cashback \
-        demo sandbox worker beat api clean
+.PHONY: install install-bench services migrate test test-rabbitmq chaos fuzz bench bench-quick \
+        bench-runtime bench-payments bench-cashback \
+        demo sandbox worker beat api flower constraints bench-scrape clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +14,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
-# Starts PostgreSQL and Redis when they are not running (as on a fresh CI machine).
+install-bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
+# Starts PostgreSQL, Redis and RabbitMQ when they are not running (as on a fresh CI machine).
 services:
 	@scripts/ensure-services
 
@@ -24,6 +28,10 @@ migrate: install services
 test: install services
 	$(BIN)/pytest -m 'not chaos' tests
 
+## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
+test-rabbitmq: install services
+	CELGATE_TEST_BROKER=rabbitmq $(BIN)/pytest -m 'broker and not chaos' tests
+
 ## Long fault-injection runs, kept out of `make test`.
 chaos: install services
 	$(BIN)/pytest -m chaos tests
@@ -32,7 +40,13 @@ chaos: install services
 fuzz: install services
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m 'not chaos' tests/properties tests/fuzz
 
-bench: bench-runtime bench-payments bench-cashback
+## Every benchmark and baseline from one run, into docs/bench (a table and a chart).
+bench: install-bench services
+	$(BIN)/python -m benchmarks.report
+
+## The same at small sizes, into build/bench: a check that the benchmarks still run.
+bench-quick: install-bench services
+	$(BIN)/python -m benchmarks.report --quick --out build/bench
 
 bench-runtime: install services
 	$(BIN)/python -m benchmarks.runtime_bench
@@ -42,6 +56,10 @@ bench-payments: install services
 
 bench-cashback: install services
 	$(BIN)/python -m benchmarks.cashback_bench
+
+## The metrics scrape at a million machines vs counting them (README, Operations).
+bench-scrape: install services
+	$(BIN)/python -m benchmarks.scrape_bench
 
 ## The demo command (README): sandbox peers, a worker, beat and the API, end to end.
 demo: migrate
@@ -58,6 +76,17 @@ beat: install
 
 api: install
 	$(BIN)/celgate-api
+
+## Flower on http://127.0.0.1:5555 for the task list; needs FLOWER_BASIC_AUTH=user:password
+## (or CELGATE_LOCAL_DEMO=1 on a machine of your own).
+flower: install
+	$(BIN)/celery -A workers flower --address=127.0.0.1 --port=5555
+
+## Pins of every dependency for the image (docker/constraints.txt), from a fresh install.
+constraints: install
+	@{ echo "# Pinned dependency versions for the image (pip install -c). Regenerate with"; \
+	   echo "# \`make constraints\` after changing the dependencies in pyproject.toml."; \
+	   $(BIN)/pip freeze --exclude-editable | grep -v '^-e\|^#'; } > docker/constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

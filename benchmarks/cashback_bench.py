@@ -91,11 +91,11 @@ def main() -> None:
     try:
         runtime_bench.run_bare(10, args.bare_steps)  # warm the pool's connections
         run_orders(5)
-        steps = runtime_bench.run_bare(args.orders, args.bare_steps)
-        bare = harness.Figures(f"bare chain, {args.bare_steps} steps", args.orders,
-                               steps.seconds)
+        with harness.CpuMeter(worker=worker, sandbox=sandbox) as meter:
+            bare = runtime_bench.run_bare(args.orders, args.bare_steps).with_cpu(meter)
         _control("reset")
-        ours = run_orders(args.orders)
+        with harness.CpuMeter(worker=worker, sandbox=sandbox) as meter:
+            ours = run_orders(args.orders).with_cpu(meter)
         updates = [u for u in _control("state", method="GET")["updates"]
                    if u["outcome"] == "accepted"]
     finally:
@@ -103,7 +103,9 @@ def main() -> None:
         sandbox.stop()
     print(f"{args.orders} orders, worker concurrency {args.concurrency}, "
           f"poll after update {args.poll_s}s; {len(updates)} updates sent to transactions")
-    harness.report(ours, bare, "orders", target_ratio=0.6)
+    harness.report(ours, [(bare, 0.6)], "orders")
+    harness.record("cashback, register to charged", "ours", "orders", ours)
+    harness.record("cashback, register to charged", "bare chain", "orders", bare)
 
 
 if __name__ == "__main__":

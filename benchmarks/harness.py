@@ -8,6 +8,7 @@ Import this module before `workers`: it points the settings at the benchmark's o
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import statistics
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +106,56 @@ def wait_until(done: Callable[[], bool], timeout: float, interval: float = 0.05)
         time.sleep(interval)
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just exited
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total = {root_pid}, 0.0
+    for pid in sorted(stats):  # a child's pid is normally above its parent's
+        if pid in tree or stats[pid][0] in tree:
+            tree.add(pid)
+            total += stats[pid][1]
+    return total
+
+
+class CpuMeter:
+    """CPU seconds some processes (children included) spend during a run, e.g. the worker."""
+
+    def __init__(self, **processes: ManagedProcess) -> None:
+        self._pids = {name: process.proc.pid for name, process in processes.items()}
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used = {name: cpu_seconds(pid) - self._start[name]
+                     for name, pid in self._pids.items()}
+
+
 @dataclass(frozen=True)
 class Figures:
     name: str
     items: int
     seconds: float
     latencies: tuple[float, ...] = ()
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds in the run
+
+    def with_cpu(self, meter: CpuMeter) -> Figures:
+        return Figures(self.name, self.items, self.seconds, self.latencies, dict(meter.used))
+
+    def cpu_ms_per_item(self, process: str) -> float | None:
+        return self.cpu[process] / self.items * 1000 if process in self.cpu else None
 
     @property
     def rate(self) -> float:
@@ -126,14 +171,43 @@ class Figures:
         if self.latencies:
             text += (f"   p50 {self.percentile(50) * 1000:7.1f} ms   p99 "
                      f"{self.percentile(99) * 1000:7.1f} ms")
+        if self.cpu:
+            text += "   CPU/item " + ", ".join(
+                f"{name} {seconds / self.items * 1000:.1f} ms" for name, seconds in self.cpu.items())
         return text
 
 
-def report(ours: Figures, baseline: Figures, unit: str, target_ratio: float) -> None:
-    ratio = ours.rate / baseline.rate
+def report(ours: Figures, baselines: list[tuple[Figures, float]], unit: str) -> None:
+    """Print our figures, then each baseline with the ratios against it and its target."""
     print(ours.line(unit))
-    print(baseline.line(unit))
-    print(f"ratio {ours.name} / {baseline.name}: {ratio:.2f} (target >= {target_ratio})")
-    if ours.latencies and baseline.latencies:
-        p50 = statistics.median(ours.latencies) / statistics.median(baseline.latencies)
-        print(f"p50 latency ratio: {p50:.2f}x the baseline's")
+    for baseline, target_ratio in baselines:
+        print(baseline.line(unit))
+        print(f"  ratio {ours.name} / {baseline.name}: {ours.rate / baseline.rate:.2f} "
+              f"(target >= {target_ratio})")
+        if ours.latencies and baseline.latencies:
+            p50 = statistics.median(ours.latencies) / statistics.median(baseline.latencies)
+            print(f"  p50 latency: {p50:.2f}x the baseline's")
+        for process in ours.cpu:
+            theirs = baseline.cpu_ms_per_item(process)
+            if theirs:
+                print(f"  {process} CPU per item: {ours.cpu_ms_per_item(process) / theirs:.2f}x"
+                      " the baseline's")
+
+
+# The file `make bench` collects every run's figures in (one JSON object a line).
+RESULTS_ENV = "CELGATE_BENCH_RESULTS"
+
+
+def record(benchmark: str, variant: str, unit: str, figures: Figures, **extra: Any) -> None:
+    """Append one run's figures to the results file, when `make bench` asked for one."""
+    path = os.environ.get(RESULTS_ENV)
+    if not path:
+        return
+    row = {"benchmark": benchmark, "variant": variant, "unit": unit, "items": figures.items,
+           "seconds": round(figures.seconds, 3), "rate": round(figures.rate, 2),
+           "p50_ms": round(figures.percentile(50) * 1000, 1) if figures.latencies else None,
+           "p99_ms": round(figures.percentile(99) * 1000, 1) if figures.latencies else None,
+           "cpu_ms_per_item": {name: round(seconds / figures.items * 1000, 2)
+                               for name, seconds in figures.cpu.items()}, **extra}
+    with open(path, "a") as out:
+        out.write(json.dumps(row) + "\n")

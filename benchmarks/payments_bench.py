@@ -1,9 +1,11 @@
-"""Payments benchmark: N payments through the capture chain vs a bare Celery chain.
+"""Payments benchmark: N payments through the capture chain vs two baselines.
 
     python -m benchmarks.payments_bench [--payments 200] [--concurrency 2]
 
-Two flows, each beside a bare chain (benchmarks/runtime_tasks.py) of as many Celery tasks,
-measured in the same run on the same worker pool:
+Two flows, each beside two baselines measured in the same run on the same worker pool:
+a bare chain (benchmarks/runtime_tasks.py) of as many Celery tasks, one PostgreSQL transaction
+a step and no peer call; and the same flow as plain Celery tasks making the same peer calls
+with no durability (benchmarks/plain_tasks.py), what a user would write instead.
 
 - registered: `payments.register` task + processing_capture + finalizing_accounter (3 tasks);
   latency from sending the register task to the payment's `captured` change.
@@ -12,8 +14,10 @@ measured in the same run on the same worker pool:
   (4 tasks); latency from sending the capture task to `captured`.
 
 The sandbox Accounter, Limiter and provider run in a subprocess (`celgate-sandbox`) on ports
-shifted by `harness.SANDBOX_PORT_OFFSET`. The bare chain calls no peer, so the ratio includes
-the peers' round trips as well as the durable runtime.
+shifted by `harness.SANDBOX_PORT_OFFSET`. The bare chain calls no peer, so the ratio against
+it includes the peers' round trips as well as the durable runtime; the ratio against the plain
+tasks is the price of durability alone. CPU per payment is the worker's (pool included) and the
+sandbox peers' during each run.
 """
 
 from __future__ import annotations
@@ -24,55 +28,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from benchmarks import harness, runtime_bench
-from celgate.processes import ManagedProcess
 
 CURRENCY = "RUB"
 TIMEOUT_S = 900
-
-
-def cpu_seconds(root_pid: int) -> float:
-    """User + system CPU time of a process and its descendants so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, cpu seconds)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process just exited
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    tree, total = {root_pid}, 0.0
-    for pid in sorted(stats):  # a child's pid is normally above its parent's
-        if pid in tree or stats[pid][0] in tree:
-            tree.add(pid)
-            total += stats[pid][1]
-    return total
-
-
-class CpuMeter:
-    """CPU seconds the worker (pool included) and the sandbox peers spend during a run."""
-
-    def __init__(self, worker: ManagedProcess, sandbox: ManagedProcess) -> None:
-        self._pids = {"worker": worker.proc.pid, "sandbox peers": sandbox.proc.pid}
-        self._start: dict[str, float] = {}
-        self.used: dict[str, float] = {}
-
-    def __enter__(self) -> CpuMeter:
-        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.used = {name: cpu_seconds(pid) - self._start[name]
-                     for name, pid in self._pids.items()}
-
-    def line(self, items: int) -> str:
-        return "CPU per item: " + ", ".join(f"{name} {seconds / items * 1000:.1f} ms"
-                                             for name, seconds in self.used.items())
 
 
 def payment_template() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -181,6 +142,63 @@ def run_partial(ids: list[str]) -> harness.Figures:
     return _figures("partial captures", sent, _captured_at(ids), started)
 
 
+def _plain_done(ids: list[str]) -> dict[str, datetime]:
+    from sqlalchemy import text
+
+    from benchmarks.plain_tasks import PLAIN_TABLE
+    from workers.db import transaction
+
+    with transaction() as tx:
+        return dict(tx.conn.execute(text(
+            f"SELECT id, captured_at FROM {PLAIN_TABLE} WHERE id = ANY(:ids)"), {"ids": ids}).all())
+
+
+def run_plain_registered(n: int, template: tuple[list, list]) -> harness.Figures:
+    from benchmarks.plain_tasks import now_rfc3339
+    from workers.celery_app import app
+
+    ids = [f"plain-reg-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+    sent: dict[str, float] = {}
+    started = time.time()
+    for invoice_id in ids:
+        sent[invoice_id] = time.time()
+        app.send_task("workers.bench_plain_capture_registered", kwargs={
+            "body": body(invoice_id, template, None), "created_at": now_rfc3339()})
+    harness.wait_until(lambda: len(_plain_done(ids)) == n, timeout=TIMEOUT_S, interval=0.1)
+    return _figures("plain celery tasks", sent, _plain_done(ids), started)
+
+
+def plain_holds(n: int, template: tuple[list, list]) -> list[tuple[dict, str]]:
+    """N hold payments held by the plain tasks (limits and batch 1), to be captured."""
+    from benchmarks.plain_tasks import now_rfc3339
+    from workers.celery_app import app
+
+    flow = {"on_hold_expiration": "cancel",
+            "held_until": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
+    held = [(body(f"plain-part-{uuid.uuid4().hex[:12]}", template, flow), now_rfc3339())
+            for _ in range(n)]
+    for payment, created_at in held:
+        app.send_task("workers.bench_plain_hold", kwargs={"body": payment,
+                                                          "created_at": created_at})
+    harness.wait_until(lambda: _plain_holds_done(held), timeout=TIMEOUT_S, interval=0.2)
+    return held
+
+
+def run_plain_partial(held: list[tuple[dict, str]]) -> harness.Figures:
+    from workers.celery_app import app
+
+    ids = [payment["invoice_id"] for payment, _ in held]
+    sent: dict[str, float] = {}
+    started = time.time()
+    for payment, created_at in held:
+        sent[payment["invoice_id"]] = time.time()
+        app.send_task("workers.bench_plain_partial_capture", kwargs={
+            "body": payment, "created_at": created_at, "captured": 600})
+    harness.wait_until(lambda: len(_plain_done(ids)) == len(ids), timeout=TIMEOUT_S,
+                       interval=0.1)
+    return _figures("plain celery tasks", sent, _plain_done(ids), started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,35 +206,52 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
 
+    from benchmarks.plain_tasks import create_table
+
     harness.fresh_database()
     sandbox = harness.start_sandbox("accounter,limiter,provider")
-    worker = harness.start_worker(args.concurrency, "benchmarks.runtime_tasks")
-    runs: list[tuple[harness.Figures, CpuMeter]] = []
+    worker = harness.start_worker(args.concurrency,
+                                  "benchmarks.runtime_tasks,benchmarks.plain_tasks")
 
-    def measured(run: Callable[[], harness.Figures]) -> None:
-        with CpuMeter(worker, sandbox) as meter:
+    def measured(run: Callable[[], harness.Figures]) -> harness.Figures:
+        with harness.CpuMeter(worker=worker, sandbox=sandbox) as meter:
             figures = run()
-        runs.append((figures, meter))
+        return figures.with_cpu(meter)
 
+    n = args.payments
     try:
+        create_table()
         template = payment_template()
         runtime_bench.run_bare(10, 3)  # warm the pool's connections before measuring
         run_registered(5, template)
-        measured(lambda: runtime_bench.run_bare(args.payments, 3))
-        measured(lambda: run_registered(args.payments, template))
-        held = hold_payments(args.payments, template)
-        measured(lambda: runtime_bench.run_bare(args.payments, 4))
-        measured(lambda: run_partial(held))
+        run_plain_registered(5, template)
+        registered = (measured(lambda: run_registered(n, template)),
+                      measured(lambda: run_plain_registered(n, template)),
+                      measured(lambda: runtime_bench.run_bare(n, 3)))
+        held = hold_payments(n, template)
+        plain_held = plain_holds(n, template)
+        partial = (measured(lambda: run_partial(held)),
+                   measured(lambda: run_plain_partial(plain_held)),
+                   measured(lambda: runtime_bench.run_bare(n, 4)))
     finally:
         worker.stop()
         sandbox.stop()
-    print(f"{args.payments} payments per flow, worker concurrency {args.concurrency}, "
-          f"{os.cpu_count()} CPUs")
-    for (bare, bare_cpu), (ours, our_cpu) in (runs[0:2], runs[2:4]):
+    print(f"{n} payments per flow, worker concurrency {args.concurrency}, "
+          f"{os.cpu_count()} CPUs; CPU per item: worker (pool included) and sandbox peers")
+    for flow, (ours, plain, bare) in (("registered", registered), ("partial capture", partial)):
         print()
-        harness.report(ours, bare, "captures", target_ratio=0.6)
-        print(f"  {ours.name}: {our_cpu.line(ours.items)}")
-        print(f"  {bare.name}: {bare_cpu.line(bare.items)}")
+        harness.report(ours, [(plain, 0.85), (bare, 0.6)], "captures")
+        for variant, figures in (("ours", ours), ("plain celery", plain), ("bare chain", bare)):
+            harness.record(f"payments, {flow}", variant, "captures", figures)
+
+
+def _plain_holds_done(held: list[tuple[dict, str]]) -> bool:
+    """Every plain hold has held batch 1 in the sandbox Accounter."""
+    from workers.settings import get_settings
+
+    plans = harness.sandbox_control(get_settings().accounter_url, "state", method="GET")
+    known = plans["plans"]
+    return all(f"{payment['invoice_id']}.1.1" in known for payment, _ in held)
 
 
 if __name__ == "__main__":

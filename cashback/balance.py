@@ -21,6 +21,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cashback import currencies, peers
+from cashback.text import SafeText
 from clients.push import PushRejected
 from workers import stq
 from workers.db import Tx, transaction
@@ -34,6 +35,7 @@ BALANCE_QUEUE = "wallet.balance_changed"
 CACHE_PREFIX = "wallet-balance:"
 
 _DECIMAL = r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$"
+MAX_VERSION = 2**63 - 1
 
 
 class BadSignature(TypedError):
@@ -41,22 +43,41 @@ class BadSignature(TypedError):
     http_status = 401
 
 
+class VersionOutOfRange(TypedError):
+    code = "version_out_of_range"
+    http_status = 400
+
+
 class BalanceChanged(BaseModel):
-    """The callback body, and the kwargs of `wallet.balance_changed`."""
+    """The callback body (unknown fields ignored: billing may grow it)."""
 
     model_config = ConfigDict(strict=True)
 
-    yandex_uid: str = Field(min_length=1, max_length=64)
-    wallet_id: str = Field(min_length=1, max_length=128)
-    currency: str = Field(min_length=1, max_length=8)
+    yandex_uid: SafeText = Field(min_length=1, max_length=64)
+    wallet_id: SafeText = Field(min_length=1, max_length=128)
+    currency: SafeText = Field(min_length=1, max_length=8)
     balance: str = Field(pattern=_DECIMAL, description="decimal string")
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, description="int64")
 
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, currency: str) -> str:
         currencies.precision(currency)  # UnknownCurrency (400) when it is not
         return currency
+
+    @field_validator("version")
+    @classmethod
+    def _int64(cls, version: int) -> int:
+        # The cache compares versions as digit strings, exactly; int64 keeps them bounded.
+        if version > MAX_VERSION:
+            raise VersionOutOfRange(f"version {version} is above 2**63 - 1")
+        return version
+
+
+class BalanceChangedKwargs(BalanceChanged):
+    """The kwargs of `wallet.balance_changed`: unknown keys refused, as every task does."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 def task_id_of(change: BalanceChanged) -> str:
@@ -67,8 +88,10 @@ def verify_signature(raw_body: bytes, signature: str | None) -> None:
     secret = get_settings().billing_callback_secret
     if not secret:
         raise BadSignature("the callback secret is not configured; refusing every callback")
-    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    if not signature or not hmac.compare_digest(expected, signature.strip().lower()):
+    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest().encode()
+    # Compared as bytes: compare_digest refuses a str holding non-ASCII characters.
+    given = (signature or "").strip().lower().encode("utf-8", "replace")
+    if not given or not hmac.compare_digest(expected, given):
         raise BadSignature("X-Signature is not the HMAC-SHA256 of the body")
 
 
@@ -86,21 +109,33 @@ class Applied(StrEnum):
     OLDER = "older"  # the cache holds a newer version: ignored
 
 
+# Versions are compared exactly, as strings of digits (shorter is smaller, then lexically):
+# Lua numbers are doubles, and above 2**53 two versions would compare equal or reversed.
+_OLDER = """
+local function older(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+"""
+
 # KEYS[1] the wallet's cache entry; ARGV version, balance, currency, yandex_uid.
-_APPLY = """
-local cached = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-local version = tonumber(ARGV[1])
-if version < cached then return 'older' end
-if version == cached then return 'same' end
+_APPLY = _OLDER + """
+local cached = redis.call('HGET', KEYS[1], 'version')
+if cached then
+  if older(ARGV[1], cached) then return 'older' end
+  if ARGV[1] == cached then return 'same' end
+end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'balance', ARGV[2], 'currency', ARGV[3],
            'yandex_uid', ARGV[4])
 return 'newer'
 """
 
 # KEYS[1] the wallet's cache entry; ARGV version. The pushed mark only moves forward too.
-_MARK_PUSHED = """
-local pushed = tonumber(redis.call('HGET', KEYS[1], 'pushed_version') or '-1')
-if tonumber(ARGV[1]) > pushed then redis.call('HSET', KEYS[1], 'pushed_version', ARGV[1]) end
+_MARK_PUSHED = _OLDER + """
+local pushed = redis.call('HGET', KEYS[1], 'pushed_version')
+if not pushed or older(pushed, ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'pushed_version', ARGV[1])
+end
 return 1
 """
 
@@ -115,8 +150,9 @@ class BalanceCache:
         self._mark_pushed = client.register_script(_MARK_PUSHED)
 
     def apply(self, change: BalanceChanged) -> Applied:
+        # str(int) is canonical (no sign, no leading zero), as the comparison needs.
         result = self._apply(keys=[_key(change.wallet_id)],
-                             args=[change.version, change.balance, change.currency,
+                             args=[str(change.version), change.balance, change.currency,
                                    change.yandex_uid])
         return Applied(result.decode() if isinstance(result, bytes) else result)
 
@@ -128,7 +164,7 @@ class BalanceCache:
                 and (pushed is None or int(pushed) < change.version))
 
     def mark_pushed(self, change: BalanceChanged) -> None:
-        self._mark_pushed(keys=[_key(change.wallet_id)], args=[change.version])
+        self._mark_pushed(keys=[_key(change.wallet_id)], args=[str(change.version)])
 
     def get(self, wallet_id: str) -> dict[str, str]:
         entry = self._client.hgetall(_key(wallet_id))

@@ -9,9 +9,11 @@ compares the order's target with the invoice and answers one of:
 - `Done`: the invoice is terminal and equals the target;
 - `Fail`: stop and show why on the order (retries exhausted, no user ip, invoice missing...).
 
-Operation ids (CONTRACT.md): `<order_id>/v<version>` for the order_clears version, and
-`<that id>/retry/<n>` for the n-th retry after the invoice failed it, so a run repeated after a
-crash sends the same id and transactions answers as it did the first time.
+Operation ids (CONTRACT.md): `<order_id>/v<version>` for the order_clears version,
+`<that id>/retry/<n>` for the n-th retry after the invoice failed it, and `<that id>/manual/<n>`
+for the n-th operator retry of a failed order (sent once, whatever the invoice's state, with
+one more operation allowed past the retry limit), so a run repeated after a crash sends the
+same id and transactions answers as it did the first time.
 """
 
 from __future__ import annotations
@@ -75,10 +77,15 @@ class ChargeTarget:
     order_id: str
     version: int
     target: Mapping[str, Decimal]
+    manual: int = 0  # operator retries of this version
 
     @property
     def operation_id(self) -> str:
         return f"{self.order_id}/v{self.version}"
+
+    @property
+    def manual_id(self) -> str | None:
+        return f"{self.operation_id}/manual/{self.manual}" if self.manual else None
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,8 @@ def decide(order: ChargeTarget, invoice: Invoice, now: datetime, policy: ChargeP
         return _after_failure(order, invoice, now, policy, reward)
     if all(reward[source] == rewarded.get(source, ZERO) for source in reward):
         return Done()
+    if _manual_due(order, cashback.operations):
+        return _update(invoice, order.manual_id, reward)
     if operations_of(order, cashback.operations):
         # The invoice took this version and still differs: the same id again would change
         # nothing, and a new id is not ours to invent.
@@ -140,15 +149,18 @@ def on_missing_invoice(order_id: str, polls: int, policy: ChargePolicy) -> Wait 
 def _after_failure(order: ChargeTarget, invoice: Invoice, now: datetime, policy: ChargePolicy,
                    reward: dict[str, Decimal]) -> Decision:
     operations = invoice.cashback.operations
-    if len(operations) >= policy.max_operations:
+    limit = policy.max_operations + order.manual  # each operator retry allows one more
+    if len(operations) >= limit:
         return Fail("retries_exhausted",
                     f"invoice cashback failed with {len(operations)} operations "
-                    f"(limit {policy.max_operations})")
+                    f"(limit {limit})")
+    if _manual_due(order, operations):
+        return _update(invoice, order.manual_id, reward)
     ours = operations_of(order, operations)
     if not ours:
         # This version was never sent (the failure belongs to an older one): not a retry.
         return _update(invoice, order.operation_id, reward)
-    retry = sum(1 for op in ours if op.operation_id != order.operation_id) + 1
+    retry = _last_retry(order, ours) + 1
     retry_id = f"{order.operation_id}/retry/{retry}"
     last_created = max(op.created for op in operations)
     due = last_created + timedelta(seconds=policy.retry_delay(retry, retry_id))
@@ -158,10 +170,27 @@ def _after_failure(order: ChargeTarget, invoice: Invoice, now: datetime, policy:
 
 
 def operations_of(order: ChargeTarget, operations: list[Operation]) -> list[Operation]:
-    """The operations sent for the order's current version: its base id and its retries."""
+    """The operations sent for the order's current version: its base id, its retries and its
+    operator retries."""
     base = order.operation_id
+    derived = (base + "/retry/", base + "/manual/")
     return [op for op in operations
-            if op.operation_id == base or op.operation_id.startswith(base + "/retry/")]
+            if op.operation_id == base or op.operation_id.startswith(derived)]
+
+
+def _last_retry(order: ChargeTarget, ours: list[Operation]) -> int:
+    """The highest retry number the invoice has for this version (0: none). The next retry
+    takes the one after it, so an id the invoice holds is never chosen again, gaps or not."""
+    prefix = order.operation_id + "/retry/"
+    numbers = [op.operation_id.removeprefix(prefix) for op in ours
+               if op.operation_id.startswith(prefix)]
+    return max((int(n) for n in numbers if n.isascii() and n.isdigit()), default=0)
+
+
+def _manual_due(order: ChargeTarget, operations: list[Operation]) -> bool:
+    """An operator asked for one more try of this version and it was not sent yet."""
+    return order.manual_id is not None and all(op.operation_id != order.manual_id
+                                               for op in operations)
 
 
 def _update(invoice: Invoice, operation_id: str, reward: dict[str, Decimal]) -> Update | Fail:

@@ -35,9 +35,10 @@ from clients.transactions import (
     VersionConflict,
 )
 from clients.wallet import WalletRejected
-from workers import stq, timers
+from workers import metrics, stq, timers
 from workers.db import Tx
 from workers.logs import bind
+from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,16 @@ def run(tx: Tx, task: stq.Task, kwargs: OrderKwargs) -> stq.JobResult:
         if order is orders.BUSY:
             return stq.Reschedule(timers.busy_delay())
         if order.charge_status is ChargeStatus.FAILED:
-            # Stays failed until it is registered again (which makes it pending).
+            # Stays failed until it is registered again or an operator retries it (both make
+            # it pending).
             return stq.Finish()
         return _charge(tx, order, task.reschedule_counter, ChargePolicy.from_settings())
 
 
 def _charge(tx: Tx, order: Order, polls: int, policy: ChargePolicy) -> stq.JobResult:
     client = peers.transactions()
-    target = ChargeTarget(order.order_id, order.version, order.cashback_by_source)
+    target = ChargeTarget(order.order_id, order.version, order.cashback_by_source,
+                          manual=order.manual_retries)
     try:
         invoice = client.retrieve_invoice(order.order_id)
     except InvoiceNotFound:
@@ -84,7 +87,7 @@ def _send(tx: Tx, client: TransactionsClient, order: Order, target: ChargeTarget
             invoice_id=order.order_id, operation_id=update.operation_id,
             version=update.invoice_version, yandex_uid=order.yandex_uid,
             user_ip=invoice.user_ip, wallet_account=wallet_id, reward=update.reward,
-            billing_service=order.billing_service, extra_payload=order.payload,
+            billing_service=_billing_service(order), extra_payload=order.payload,
         )
     except VersionConflict:
         log.info("invoice changed under the update; reading it again",
@@ -100,9 +103,16 @@ def _send(tx: Tx, client: TransactionsClient, order: Order, target: ChargeTarget
     log.info("cashback update sent", extra={
         "operation_id": update.operation_id, "invoice_version": update.invoice_version,
         "reward": {source: format(amount, "f") for source, amount in update.reward.items()}})
+    metrics.cashback_operation_sent(order.service, update.operation_id)
     orders.record_charge(tx, order, ChargeStatus.CHARGING,
                          last_operation_id=update.operation_id)
     return stq.Reschedule(policy.poll_initial_s)
+
+
+def _billing_service(order: Order) -> str | None:
+    """The one register gave, else the service's from CASHBACK_BILLING_SERVICES."""
+    return (order.billing_service
+            or get_settings().cashback_billing_service_by_service.get(order.service))
 
 
 def _settle(tx: Tx, order: Order, target: ChargeTarget, decision: Decision,

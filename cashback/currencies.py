@@ -1,7 +1,9 @@
-"""ISO 4217 minor-unit precision and rounding DOWN to it.
+"""ISO 4217 minor-unit precision, the cashback precision, and rounding DOWN to them.
 
-Cashback is never rounded up: a fraction of a minor unit that the currency cannot carry is
-dropped, so the sum charged never exceeds what the rates allow.
+Cashback has a precision of its own per currency (CASHBACK_PRECISION: Plus points in RUB are
+whole, BYN tenths); a currency it does not name uses its ISO minor unit. Cashback is never
+rounded up: a fraction the precision cannot carry is dropped, so the sum charged never exceeds
+what the rates allow.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 
 from workers.errors import TypedError
+from workers.settings import get_settings
 
 # Currency -> number of decimal places of its minor unit (ISO 4217).
 PRECISION: dict[str, int] = {
@@ -40,3 +43,14 @@ def minor_unit(currency: str) -> Decimal:
 def round_down(value: Decimal, currency: str) -> Decimal:
     """`value` truncated towards zero to the currency's precision (exponent fixed to it)."""
     return value.quantize(minor_unit(currency), rounding=ROUND_DOWN)
+
+
+def cashback_precision(currency: str) -> int:
+    """Decimal places cashback in `currency` is kept at (UnknownCurrency when not ISO)."""
+    iso = precision(currency)
+    return get_settings().cashback_precision_by_currency.get(currency, iso)
+
+
+def round_down_cashback(value: Decimal, currency: str) -> Decimal:
+    """`value` truncated towards zero to the currency's cashback precision."""
+    return value.quantize(Decimal(1).scaleb(-cashback_precision(currency)), rounding=ROUND_DOWN)

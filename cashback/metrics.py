@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -49,3 +49,12 @@ class FailedOrdersCollector(Collector):
 
 # Registered on import, as prometheus_client's own metrics are: once per process.
 REGISTRY.register(FailedOrdersCollector())
+
+
+# A worker-side counter: universal processing that ended without registering (rates or
+# invoice never came, or what it computed was refused), by service and reason.
+UNIVERSAL_GAVE_UP = Counter(
+    "celgate_cashback_universal_gave_up_total",
+    "Universal cashback processing runs that gave up without registering, by reason "
+    "(no_rates, no_invoice, no_yandex_uid, or the code register refused with).",
+    ["service", "reason"])

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 
 from cashback.tables import order_clears
 from workers.db import Tx, transaction
+from workers.errors import TypedError
 
 
 class ChargeStatus(StrEnum):
@@ -35,6 +36,13 @@ class Order:
     wallet_id: str | None
     billing_service: str | None
     payload: dict[str, Any] | None
+    # Operator retries of the current version: the n-th charges `<order_id>/v<version>/manual/<n>`.
+    manual_retries: int = 0
+
+
+class OrderNotFound(TypedError):
+    code = "order_not_found"
+    http_status = 404
 
 
 class Busy:
@@ -63,7 +71,7 @@ _RECORD_CHARGE = update(order_clears).where(*_BY_KEY).values(
 )
 _COLUMNS = ("order_id", "service", "currency", "yandex_uid", "cashback_by_source", "version",
             "charge_status", "last_operation_id", "error", "wallet_id", "billing_service",
-            "payload")
+            "payload", "manual_retries")
 # SQLAlchemy compiles PostgreSQL's INSERT ... ON CONFLICT afresh on every call; as text it is
 # compiled once.
 _INSERT_NEW = text(
@@ -142,6 +150,7 @@ def _columns(order: Order) -> dict[str, Any]:
         "wallet_id": order.wallet_id,
         "billing_service": order.billing_service,
         "payload": order.payload,
+        "manual_retries": order.manual_retries,
     }
 
 
@@ -159,4 +168,5 @@ def _order(row: Row) -> Order:
         wallet_id=row.wallet_id,
         billing_service=row.billing_service,
         payload=row.payload,
+        manual_retries=row.manual_retries,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cashback.text import SafeText
 from workers import stq
 from workers.db import Tx
 
@@ -20,12 +21,13 @@ SERVICE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class OrderKwargs(BaseModel):
-    """The kwargs of both cashback tasks: `{"order_id": ..., "service": ...}`."""
+    """The kwargs of both cashback tasks: `{"order_id": ..., "service": ...}`. Unknown keys
+    are refused, as the payment tasks refuse them: a sender's typo shows up in the log."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
-    order_id: str = Field(pattern=ORDER_ID_PATTERN)
-    service: str = Field(pattern=SERVICE_PATTERN)
+    order_id: SafeText = Field(pattern=ORDER_ID_PATTERN)
+    service: SafeText = Field(pattern=SERVICE_PATTERN)
 
 
 def task_id_of(kwargs: OrderKwargs) -> str:

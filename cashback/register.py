@@ -1,10 +1,10 @@
 """`register/cashback`: record an order's target cashback and queue its charge.
 
-Values are decimal strings. A value with more decimals than the currency carries is refused
-(`too_precise`) rather than silently rounded: the caller computed it, so a surplus digit is a
-caller bug worth seeing. Accepted values are stored at the currency's precision ("100" ->
-"100.00"). Values this service computes itself (universal processing) are rounded DOWN before
-they get here.
+Values are decimal strings. A value with more decimals than the currency's minor unit carries
+is refused (`too_precise`): the caller computed it, so a surplus digit is a caller bug worth
+seeing. Accepted values are rounded DOWN to the currency's cashback precision
+(CASHBACK_PRECISION: RUB whole units, so "50.70" is stored as "50"; BYN tenths), so two
+registers whose values round to the same amounts change nothing.
 
 Sources named take the new value, the others keep theirs. A new order starts at version 1; a
 register that changes a value adds 1. Whatever happened, the charge is queued (one pending task
@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cashback import currencies, orders
 from cashback.orders import ChargeStatus, Order
 from cashback.queues import ORDER_ID_PATTERN, SERVICE_PATTERN, queue_charge
+from cashback.text import SafeObject, SafeText
 from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind
@@ -51,22 +51,22 @@ class OrderMismatch(TypedError):
 class SourceValue(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    source: str = Field(min_length=1, max_length=64)
+    source: SafeText = Field(min_length=1, max_length=64)
     value: str = Field(max_length=64, description="decimal string, >= 0")
 
 
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    order_id: str = Field(pattern=ORDER_ID_PATTERN)
-    service: str = Field(pattern=SERVICE_PATTERN)
-    currency: str = Field(min_length=1, max_length=8)
-    yandex_uid: str = Field(min_length=1, max_length=64)
+    order_id: SafeText = Field(pattern=ORDER_ID_PATTERN)
+    service: SafeText = Field(pattern=SERVICE_PATTERN)
+    currency: SafeText = Field(min_length=1, max_length=8)
+    yandex_uid: SafeText = Field(min_length=1, max_length=64)
     cashback_by_source: list[SourceValue] = Field(max_length=64)
     version: int | None = Field(None, description="the order_clears version last seen")
-    payload: dict[str, Any] | None = None
-    wallet_id: str | None = Field(None, min_length=1, max_length=128)
-    billing_service: str | None = Field(None, min_length=1, max_length=64)
+    payload: SafeObject | None = None
+    wallet_id: SafeText | None = Field(None, min_length=1, max_length=128)
+    billing_service: SafeText | None = Field(None, min_length=1, max_length=64)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def register_in(tx: Tx, request: RegisterRequest) -> RegisterResult:
 
 
 def parse_values(items: list[SourceValue], currency: str) -> dict[str, Decimal]:
-    """Validate the decimal strings and bring them to the currency's precision."""
+    """Validate the decimal strings and round them down to the cashback precision."""
     currencies.precision(currency)  # unknown currency first: it decides everything else
     values: dict[str, Decimal] = {}
     for item in items:
@@ -111,23 +111,29 @@ def parse_values(items: list[SourceValue], currency: str) -> dict[str, Decimal]:
 
 
 def _parse_value(item: SourceValue, currency: str) -> Decimal:
-    if not _DECIMAL.fullmatch(item.value):
-        raise InvalidCashbackValue(
-            f"{item.source}: {item.value!r} is not a decimal string like '100.50'",
-            code="invalid_value")
-    value = Decimal(item.value)
-    if value < 0:
-        raise InvalidCashbackValue(f"{item.source}: {item.value} is negative",
-                                   code="negative_value")
-    if value.adjusted() >= MAX_INTEGER_DIGITS:
-        raise InvalidCashbackValue(f"{item.source}: {item.value} is too large",
-                                   code="value_too_large")
-    rounded = currencies.round_down(value.copy_abs(), currency)  # copy_abs: "-0" is 0
-    if rounded != value:
+    value = parse_decimal(item.value, item.source)
+    if currencies.round_down(value, currency) != value:
         raise InvalidCashbackValue(
             f"{item.source}: {item.value} has more decimals than {currency} allows "
             f"({currencies.precision(currency)})", code="too_precise")
-    return rounded
+    return currencies.round_down_cashback(value, currency)
+
+
+def parse_decimal(text: str, what: str, *, integer_digits: int = MAX_INTEGER_DIGITS,
+                  fraction_digits: int | None = None) -> Decimal:
+    """A non-negative decimal string ("100.50") as Decimal, bounded in digits; "-0" is 0."""
+    if not _DECIMAL.fullmatch(text):
+        raise InvalidCashbackValue(f"{what}: {text!r} is not a decimal string like '100.50'",
+                                   code="invalid_value")
+    value = Decimal(text)
+    if value < 0:
+        raise InvalidCashbackValue(f"{what}: {text} is negative", code="negative_value")
+    if value and value.adjusted() >= integer_digits:
+        raise InvalidCashbackValue(f"{what}: {text} is too large", code="value_too_large")
+    if fraction_digits is not None and -value.as_tuple().exponent > fraction_digits:
+        raise InvalidCashbackValue(f"{what}: {text} has more than {fraction_digits} decimals",
+                                   code="too_precise")
+    return value.copy_abs()
 
 
 def _check_version(expected: int | None, actual: int) -> None:
@@ -149,6 +155,7 @@ def _new_order(request: RegisterRequest, values: dict[str, Decimal]) -> Order:
         wallet_id=request.wallet_id,
         billing_service=request.billing_service,
         payload=request.payload,
+        manual_retries=0,
     )
 
 
@@ -161,7 +168,7 @@ def _apply(current: Order, request: RegisterRequest, values: dict[str, Decimal])
         raise OrderMismatch("the order belongs to another yandex_uid",
                             code="yandex_uid_mismatch")
     target = {**current.cashback_by_source, **values}
-    changed = target != current.cashback_by_source
+    changed = target != current.cashback_by_source  # Decimal equality: "50" == "50.00"
     # A failed order registered again is tried again; otherwise the status stays what the
     # charge last found, since nothing new is to be sent.
     status = (ChargeStatus.PENDING if changed or current.charge_status is ChargeStatus.FAILED
@@ -170,6 +177,8 @@ def _apply(current: Order, request: RegisterRequest, values: dict[str, Decimal])
         current,
         cashback_by_source=target,
         version=current.version + 1 if changed else current.version,
+        # Operator retries count per version: a new version starts at its plain id again.
+        manual_retries=0 if changed else current.manual_retries,
         charge_status=status,
         error=None if status is ChargeStatus.PENDING else current.error,
         wallet_id=request.wallet_id or current.wallet_id,

@@ -1,13 +1,13 @@
 """Cashback tables: the target cashback per order (`order_clears`) and its rates (`order_rates`).
 
 There is no events table: transactions takes the TARGET cashback, so an order keeps only its
-current target per source and a version that counts the changes. Migration 0002_cashback
-creates these; the definitions here must match it.
+current target per source and a version that counts the changes. Migrations 0002_cashback
+and 0003_cashback_rates create these; the definitions here must match them.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, Numeric, String, Table, Text, text
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from workers.db import metadata
@@ -28,21 +28,21 @@ order_clears = Table(
     Column("wallet_id", String(128), nullable=True),
     Column("billing_service", String(64), nullable=True),
     Column("payload", JSONB(none_as_null=True), nullable=True),
+    Column("manual_retries", Integer, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index("order_clears_failed_idx", text("(error->>'code')"),
           postgresql_where=text("charge_status = 'failed'")),
 )
 
+# One row per order, written once (first write wins): the order's tariff class and the rates
+# of every class, `[{"class", "value", "max_absolute_value"?}]` with decimal strings.
 order_rates = Table(
     "order_rates",
     metadata,
     Column("order_id", String(128), primary_key=True),
     Column("service", String(64), primary_key=True),
-    Column("source", String(64), primary_key=True),
-    # A fraction of the eligible cleared sum (0.1 = 10 %).
-    Column("rate", Numeric, nullable=False),
-    # An absolute cap in the order currency; NULL: uncapped.
-    Column("max_value", Numeric, nullable=True),
+    Column("tariff_class", String(64), nullable=False),
+    Column("by_classes", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

@@ -16,5 +16,5 @@ cashback_charge_processing = stq.register_task(CHARGE_QUEUE, OrderKwargs, task_i
                                                charge_job.run)
 universal_cashback_processing = stq.register_task(UNIVERSAL_QUEUE, OrderKwargs, task_id_of,
                                                   universal.run)
-balance_changed = stq.register_task(balance.BALANCE_QUEUE, balance.BalanceChanged,
+balance_changed = stq.register_task(balance.BALANCE_QUEUE, balance.BalanceChangedKwargs,
                                     balance.task_id_of, balance.run)

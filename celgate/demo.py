@@ -1,9 +1,13 @@
 """`make demo`: the whole system on one machine, end to end, with progress output.
 
-Starts the sandbox peers, a worker, beat and the HTTP API as separate processes (exactly the
-production commands), then drives them only through the public HTTP API and the sandboxes'
-control routes: a registered payment, a hold with a partial capture, a hold that is cancelled,
-and an order's cashback charged through transactions. Process logs go to `.demo/`.
+Starts the sandbox peers, a worker, beat, the HTTP API and Flower as separate processes
+(exactly the production commands), then drives them only through the public HTTP API and the
+sandboxes' control routes: a batch of registered payments with progress bars and a summary
+(final states, throughput, latency), then a registered payment, a hold with a partial
+capture, a hold that is cancelled, and an order's cashback charged through transactions.
+Each run writes its process logs (readable text) to a fresh `.demo/<time>/` directory.
+
+    python -m celgate.demo [--payments 50] [--port-offset N] [--keep-running]
 """
 
 from __future__ import annotations
@@ -13,29 +17,44 @@ import hashlib
 import hmac
 import json
 import os
+import random
+import secrets
+import socket
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from celgate.cli import money_text
+from celgate.processes import ROOT, ManagedProcess, beat, worker
 
 DEMO_ENV = {
     "API_TOKEN": "demo-token",
     "BILLING_CALLBACK_SECRET": "demo-secret",
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "text",
 }
-for _key, _value in DEMO_ENV.items():
-    os.environ.setdefault(_key, _value)
+# Default ports of what the demo starts; `--port-offset N` adds N to each.
+API_PORT, FLOWER_PORT, METRICS_PORT = 8080, 5555, 9808
+SANDBOX_PORTS = {"ACCOUNTER_URL": (8022, "/accounter"), "LIMITER_URL": (8022, "/v1/limiter"),
+                 "TRANSACTIONS_URL": (8024, ""), "PROVIDER_URL": (8025, ""),
+                 "PUSH_URL": (8026, ""), "PLUS_WALLET_URL": (8027, "")}
 
-from celgate.processes import ROOT, ManagedProcess, beat, worker  # noqa: E402
-from workers.settings import get_settings  # noqa: E402
-
-LOGS = ROOT / ".demo"
+LOGS_ROOT = ROOT / ".demo"
+LOGS = LOGS_ROOT  # this run's directory, set by `prepare_logs`
 CURRENCY = "RUB"
 LIMIT_ID = "demo-shop-turnover"
+console = Console(highlight=False)
 
 
 class DemoFailed(Exception):
@@ -43,40 +62,132 @@ class DemoFailed(Exception):
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    console.print(text, markup=False)
 
 
 def step(text: str) -> None:
-    say(f"\n== {text}")
+    console.print(f"\n[bold]== {text}[/bold]")
+
+
+def money(amount: int) -> str:
+    return money_text(amount, CURRENCY)
+
+
+# --- configuration, ports and logs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ports:
+    offset: int
+
+    @property
+    def api(self) -> int:
+        return API_PORT + self.offset
+
+    @property
+    def flower(self) -> int:
+        return FLOWER_PORT + self.offset
+
+    @property
+    def metrics(self) -> int:
+        return METRICS_PORT + self.offset
+
+    def all(self) -> dict[str, int]:
+        ports = {"API": self.api, "Flower": self.flower, "worker metrics": self.metrics}
+        for variable, (port, _) in SANDBOX_PORTS.items():
+            ports[f"sandbox ({variable.removesuffix('_URL').lower()})"] = port + self.offset
+        return ports
+
+
+def configure(ports: Ports, flower_password: str) -> None:
+    """The demo's environment, before anything reads settings: shifted ports, a Flower
+    password for this run, readable logs."""
+    for key, value in DEMO_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ["API_PORT"] = str(ports.api)
+    os.environ["WORKER_METRICS_PORT"] = str(ports.metrics)
+    os.environ["FLOWER_BASIC_AUTH"] = f"demo:{flower_password}"
+    for variable, (port, path) in SANDBOX_PORTS.items():
+        os.environ[variable] = f"http://127.0.0.1:{port + ports.offset}{path}"
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def busy_ports(ports: Ports) -> list[str]:
+    """What already listens where the demo would, e.g. an earlier demo still running."""
+    busy = []
+    for what, port in sorted(set(ports.all().items()), key=lambda item: item[1]):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{port} ({what})")
+    return busy
+
+
+def prepare_logs() -> Path:
+    """A fresh directory for this run's logs; `.demo/latest` points at it."""
+    global LOGS
+    LOGS = LOGS_ROOT / datetime.now().strftime("%Y%m%d-%H%M%S")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    latest = LOGS_ROOT / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(LOGS.name)
+    return LOGS
+
+
+def get_settings():  # noqa: ANN201 - read after `configure`
+    from workers.settings import get_settings as settings
+
+    return settings()
 
 
 # --- processes ----------------------------------------------------------------------------
 
 
-def start_processes() -> list[ManagedProcess]:
-    LOGS.mkdir(exist_ok=True)
-    settings = get_settings()
+def start_processes(ports: Ports) -> list[ManagedProcess]:
     env = os.environ.copy()
     processes = [
-        ManagedProcess([sys.executable, "-m", "clients.sandbox"], LOGS / "sandbox.log",
-                       b"sandbox peers ready", env),
+        ManagedProcess([sys.executable, "-m", "clients.sandbox", "--port-offset",
+                        str(ports.offset)], LOGS / "sandbox.log", b"sandbox peers ready", env),
         worker(LOGS / "worker.log", concurrency=2, name="demo", env=env),
         beat(LOGS / "beat.log", LOGS, env=env),
         ManagedProcess([sys.executable, "-m", "celgate.api"], LOGS / "api.log",
                        b"Uvicorn running on", env),
+        ManagedProcess([sys.executable, "-m", "celery", "-A", "workers", "flower",
+                        "--address=127.0.0.1", f"--port={ports.flower}"], LOGS / "flower.log",
+                       b"Visit me at", env),
     ]
     started: list[ManagedProcess] = []
     try:
         for process in processes:
             process.start()
             started.append(process)
-            say(f"   started {' '.join(process.command[1:4])}  (log: .demo/{process.log_path.name})")
-    except RuntimeError:
+            say(f"   started {process.log_path.stem:<8} "
+                f"(log: {process.log_path.relative_to(ROOT)})")
+    except RuntimeError as exc:
         stop_processes(started)
-        raise
-    say(f"   API on http://{settings.api_host}:{settings.api_port}, "
-        f"sandbox peers on 127.0.0.1:8022-8027")
+        raise DemoFailed(str(exc)) from None
     return started
+
+
+def show_urls(ports: Ports) -> None:
+    user, password = os.environ["FLOWER_BASIC_AUTH"].split(":", 1)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    base = f"http://127.0.0.1:{ports.api}"
+    table.add_row("API docs", f"{base}/docs  (ReDoc: {base}/redoc)")
+    table.add_row("API token", os.environ["API_TOKEN"])
+    table.add_row("Flower", f"http://127.0.0.1:{ports.flower}  (user {user}, password "
+                            f"{password})")
+    table.add_row("worker metrics", f"http://127.0.0.1:{ports.metrics}/metrics")
+    table.add_row("API metrics", f"{base}/metrics  (bearer token)")
+    table.add_row("logs", str(LOGS.relative_to(ROOT)))
+    console.print(table)
 
 
 def stop_processes(processes: list[ManagedProcess]) -> None:
@@ -186,7 +297,7 @@ def payment_path(body: dict[str, Any]) -> str:
 def show_payment(state: dict[str, Any]) -> str:
     text = f"{state['status']} / {state['activity']}"
     if state.get("captured_cost"):
-        text += f", captured {state['captured_cost']['amount']} {CURRENCY}"
+        text += f", captured {money(state['captured_cost']['amount'])}"
     if state.get("machine_status") == "failed":
         text += f", machine failed: {state.get('error')}"
     return text
@@ -218,9 +329,9 @@ def show_balances(accounts: dict[str, int]) -> None:
     state = requests.get(f"{get_settings().accounter_url}/_sandbox/state", timeout=10).json()
     for name, account_id in accounts.items():
         account = state["accounts"][str(account_id)]
-        say(f"   balance {name:<20} own {account['own_amount']:>9}  min available "
-            f"{account['min_available_amount']:>9}  max available "
-            f"{account['max_available_amount']:>9}")
+        say(f"   balance {name:<20} own {money(account['own_amount']):>14}  min available "
+            f"{money(account['min_available_amount']):>14}  max available "
+            f"{money(account['max_available_amount']):>14}")
 
 
 def show_plan(invoice_id: str) -> None:
@@ -232,10 +343,7 @@ def show_plan(invoice_id: str) -> None:
             say(f"   plan {plan_id} {plan['state']}: {batches}")
 
 
-def run_payments(api: Api) -> None:
-    step("Sandbox accounts and turnover limit")
-    accounts = seed_accounts()
-
+def run_payments(api: Api, accounts: dict[str, int]) -> None:
     step("Registered payment of 1000.00 RUB -> processing_capture ... captured")
     registered = payment_body(accounts, 100_000)
     api.post("/v1/payments/register", registered)
@@ -325,25 +433,131 @@ def run_cashback(api: Api) -> None:
              lambda s: f"{len(s['pushes'])} sent")
 
 
+# --- a batch with progress bars and a summary ----------------------------------------------
+
+
+@dataclass
+class Outcome:
+    state: str
+    seconds: float
+    amount: int
+
+
+@dataclass
+class Batch:
+    outcomes: list[Outcome] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def _final(state: dict[str, Any]) -> str | None:
+    if state.get("machine_status") == "failed":
+        return "machine failed"
+    if state["activity"] == "idle" and state["status"] in ("captured", "cancelled", "failed"):
+        return state["status"]
+    return None
+
+
+def run_batch(api: Api, accounts: dict[str, int], count: int) -> Batch:
+    """Register `count` payments of random amounts and follow each to its final state."""
+    rng = random.Random()
+    bodies = [payment_body(accounts, rng.randrange(100, 500_000)) for _ in range(count)]
+    submitted: dict[str, float] = {}
+    batch = Batch()
+    started = time.monotonic()
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        sent = progress.add_task("registered", total=count)
+        done = progress.add_task("final state reached", total=count)
+        for body in bodies:
+            api.post("/v1/payments/register", body)
+            submitted[body["invoice_id"]] = time.monotonic()
+            progress.advance(sent)
+        pending = {body["invoice_id"]: body for body in bodies}
+        deadline = time.monotonic() + 60 + count
+        while pending:
+            for invoice_id, body in list(pending.items()):
+                final = _final(api.get(payment_path(body)))
+                if final:
+                    batch.outcomes.append(Outcome(final, time.monotonic() - submitted[invoice_id],
+                                                  body["cost"]["amount"]))
+                    del pending[invoice_id]
+                    progress.advance(done)
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{len(pending)} payments did not reach a final state")
+            time.sleep(0.05)
+    batch.elapsed = time.monotonic() - started
+    return batch
+
+
+def show_summary(batch: Batch) -> None:
+    by_state: dict[str, list[Outcome]] = {}
+    for outcome in batch.outcomes:
+        by_state.setdefault(outcome.state, []).append(outcome)
+    table = Table(title=f"{len(batch.outcomes)} registered payments")
+    table.add_column("final state")
+    table.add_column("payments", justify="right")
+    table.add_column("amount", justify="right")
+    for state, outcomes in sorted(by_state.items()):
+        table.add_row(state, str(len(outcomes)), money(sum(o.amount for o in outcomes)))
+    console.print(table)
+    latencies = sorted(o.seconds for o in batch.outcomes)
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    figures = Table.grid(padding=(0, 2))
+    figures.add_column(style="bold")
+    figures.add_column(justify="right")
+    figures.add_row("elapsed", f"{batch.elapsed:.1f} s")
+    figures.add_row("throughput", f"{len(latencies) / batch.elapsed:.1f} payments/s")
+    figures.add_row("latency p50", f"{statistics.median(latencies) * 1000:.0f} ms")
+    figures.add_row("latency p99", f"{p99 * 1000:.0f} ms")
+    console.print(figures)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="celgate-demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="celgate-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--payments", type=int, default=50, metavar="N",
+                        help="how many payments the batch registers [50]")
+    parser.add_argument("--port-offset", type=int, default=0, metavar="N",
+                        help="add N to every port the demo listens on, to run beside "
+                             "another stack [0]")
     parser.add_argument("--keep-running", action="store_true",
-                        help="leave the processes running after the walk-through (Ctrl-C stops)")
+                        help="leave the processes running after the walk-through, to look "
+                             "around in the API docs and Flower (Ctrl-C stops)")
     args = parser.parse_args(argv)
 
-    step("Starting sandbox peers, a worker, beat and the API")
-    processes = start_processes()
+    ports = Ports(args.port_offset)
+    busy = busy_ports(ports)
+    if busy:
+        console.print(f"[red]cannot start the demo: port(s) in use: {', '.join(busy)}.[/red]\n"
+                      "Another demo or stack may be running: stop it, or run beside it with "
+                      "--port-offset N (e.g. --port-offset 100).")
+        raise SystemExit(2)
+    configure(ports, secrets.token_urlsafe(9))
+    prepare_logs()
+
+    step("Starting sandbox peers, a worker, beat, the API and Flower")
+    processes: list[ManagedProcess] = []
     try:
+        processes = start_processes(ports)
+        show_urls(ports)
         api = Api()
-        run_payments(api)
+        step("Sandbox accounts and turnover limit")
+        accounts = seed_accounts()
+        if args.payments > 0:
+            step(f"A batch of {args.payments} registered payments")
+            show_summary(run_batch(api, accounts, args.payments))
+        run_payments(api, accounts)
         run_cashback(api)
         step("Done: every payment and the order reached its final state")
+        show_urls(ports)
         if args.keep_running:
             say("   processes keep running; Ctrl-C stops them")
             while True:
                 time.sleep(3600)
     except DemoFailed as failure:
-        say(f"\nDEMO FAILED: {failure}\n(process logs are in .demo/)")
+        console.print(f"\n[red]DEMO FAILED[/red]: {failure}\n(process logs are in "
+                      f"{LOGS.relative_to(ROOT)}/)", markup=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         pass

@@ -24,6 +24,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from workers import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -167,7 +169,8 @@ class JsonHttp:
             reraise=False,
         )
         try:
-            return retrying(self._attempt, method, url, **kwargs)
+            with metrics.peer_call(metrics.json_peer_name(self._unavailable), f"{method} {path}"):
+                return retrying(self._attempt, method, url, **kwargs)
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise self._unavailable(f"{method} {url}: {cause}") from cause

@@ -64,7 +64,12 @@ class ProviderClient:
 
     def process_session(self, *, session_id: str, target: SessionTarget, invoice_id: str,
                         payment_id: str, cost_amount: int, currency: str,
-                        trx_id: str | None = None) -> SessionResult:
+                        trx_id: str | None = None, route: tuple[int, int] | None = None,
+                        reason: str | None = None, cart: list[dict[str, Any]] | None = None,
+                        trx_extra: dict[str, str] | None = None) -> SessionResult:
+        """Run the session one call further. `route` is (provider_id, terminal_id); `cart` the
+        capture's lines as `{product, quantity, price: {amount, currency}}`; `trx_extra` the
+        transaction's extra data the provider gave before."""
         if target not in ("captured", "cancelled"):
             raise ValueError(f"session target must be captured or cancelled, got {target!r}")
         if isinstance(cost_amount, bool) or not isinstance(cost_amount, int) or cost_amount < 0:
@@ -78,6 +83,14 @@ class ProviderClient:
         }
         if trx_id is not None:
             body["trx_id"] = trx_id
+        if route is not None:
+            body["route"] = {"provider_id": route[0], "terminal_id": route[1]}
+        if reason is not None:
+            body["reason"] = reason
+        if cart is not None:
+            body["cart"] = {"lines": cart}
+        if trx_extra:
+            body["trx_extra"] = dict(trx_extra)
         # Idempotent by session_id: a repeat after a lost answer gets the same outcome.
         answer = self._http.post("/v1/sessions/process", body, idempotent=True)
         answer.raise_for_status(f"session {session_id}", rejected=ProviderRejected,

@@ -36,6 +36,7 @@ from thriftpy2.transport.buffered import TCyBufferedTransport
 from thriftpy2.transport.memory import TCyMemoryBuffer, TMemoryBuffer
 
 from clients.keepalive import Answer, AnswerLost, KeepAlive, NotSent
+from workers import metrics
 
 log = logging.getLogger(__name__)
 
@@ -317,11 +318,12 @@ class WoodyClient:
                 state.attempt_number, state.outcome.exception() if state.outcome else None),
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                per_attempt = self._attempt_timeout(ends_at, number, idempotent)
-                return self._exchange(method, seqid, body, context, per_attempt)
+        with metrics.peer_call(self.service.__name__.lower(), method):
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    per_attempt = self._attempt_timeout(ends_at, number, idempotent)
+                    return self._exchange(method, seqid, body, context, per_attempt)
         raise AssertionError("tenacity returns or raises")  # pragma: no cover
 
     def _encode_call(self, method: str, args: Mapping[str, Any], seqid: int) -> bytes:

@@ -53,12 +53,15 @@ def get_payment(invoice_id: str, payment_id: str) -> PaymentView:
 
 
 @router.get(_ONE + "/events", response_model=list[EventView])
-def get_events(invoice_id: str, payment_id: str) -> list[EventView]:
-    """The payment's changes, oldest first."""
-    return commands.events(invoice_id, payment_id)
+def get_events(invoice_id: str, payment_id: str, after: int = 0,
+               limit: int = commands.MAX_EVENTS_PAGE) -> list[EventView]:
+    """The payment's changes with ids above `after`, oldest first, at most `limit` (1..1000)."""
+    return commands.events(invoice_id, payment_id, after, limit)
 
 
 @router.post(_ONE + "/repair", response_model=PaymentView, status_code=202)
 def repair(invoice_id: str, payment_id: str, body: RepairBody) -> PaymentView:
-    """Re-run the current step of a payment whose machine is failed (409 when it is not)."""
-    return commands.repair(invoice_id, payment_id)
+    """Repair a payment whose machine is failed: `resume` its step, or settle its provider
+    session with `fulfill_session` / `fail_session` (409 when the machine is not failed or the
+    action does not fit its activity)."""
+    return commands.repair(invoice_id, payment_id, body)

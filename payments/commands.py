@@ -12,16 +12,26 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from payments.errors import PaymentConflict, PaymentNotFound
+from payments.errors import InvalidPaging, PaymentConflict, PaymentNotFound
 from payments.model import check_id
 from payments.processor import NAME, NAMESPACE, machine_id, state_of
-from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody
+from payments.schemas import (
+    CancelBody,
+    CaptureBody,
+    HoldBody,
+    RegisterBody,
+    RepairBody,
+    check_text,
+)
 from payments.views import EventView, PaymentView, event_views, payment_view
 from workers import machines
 from workers.logs import bind
 from workers.machines import Machine, MachineAlreadyExists, MachineNotFound
 
 log = logging.getLogger(__name__)
+
+MAX_EVENTS_PAGE = 1000
+_MAX_EVENT_ID = 2**63 - 1
 
 
 def register(body: RegisterBody) -> bool:
@@ -43,19 +53,23 @@ def start_hold(body: HoldBody) -> bool:
 
 def capture(invoice_id: str, payment_id: str, body: CaptureBody) -> str:
     """Start capturing the payment; the activity it moved to."""
+    check_text(body)
     body.to_domain()  # the values are checked before the machine is locked
     return _call(invoice_id, payment_id, {"capture": body.model_dump(mode="json")})
 
 
 def cancel(invoice_id: str, payment_id: str, body: CancelBody) -> str:
     """Start cancelling the payment; the activity it moved to."""
+    check_text(body)
     return _call(invoice_id, payment_id, {"cancel": body.model_dump(mode="json")})
 
 
-def repair(invoice_id: str, payment_id: str) -> PaymentView:
-    """Resume a machine marked failed: its current step runs again at once."""
+def repair(invoice_id: str, payment_id: str, body: RepairBody) -> PaymentView:
+    """Repair a machine marked failed (409 when it is not, or the action does not fit); the
+    repair is recorded with who and why, and the current step runs again at once."""
+    check_text(body)
     with _payment(invoice_id, payment_id) as key:
-        machines.repair(NAMESPACE, key)
+        machines.repair_with(NAMESPACE, key, body.model_dump(mode="json"))
     return get(invoice_id, payment_id)
 
 
@@ -63,13 +77,21 @@ def get(invoice_id: str, payment_id: str) -> PaymentView:
     return payment_view(_machine(invoice_id, payment_id))
 
 
-def events(invoice_id: str, payment_id: str) -> list[EventView]:
-    return event_views(_machine(invoice_id, payment_id))
+def events(invoice_id: str, payment_id: str, after: int = 0,
+           limit: int = MAX_EVENTS_PAGE) -> list[EventView]:
+    """The events with ids above `after`, oldest first, at most `limit` (1..1000)."""
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise InvalidPaging(f"limit must be 1..{MAX_EVENTS_PAGE}, got {limit}")
+    if not 0 <= after <= _MAX_EVENT_ID:
+        raise InvalidPaging(f"after must be an event id (0..{_MAX_EVENT_ID}), got {after}")
+    with _payment(invoice_id, payment_id) as key:
+        return event_views(machines.history_page(NAME, key, after, limit))
 
 
 def _start(body: RegisterBody) -> bool:
     # The caller reads the payment afterwards only if it shows it (the API does, a task
     # does not), so no view is built here.
+    check_text(body)
     request = body.to_domain()
     key = machine_id(request.invoice_id, request.payment_id)
     with bind(invoice_id=request.invoice_id, payment_id=request.payment_id):

@@ -44,6 +44,23 @@ class InvalidCart(InvalidValue):
     code = "invalid_cart"
 
 
+class InvalidHoldLifetime(InvalidValue):
+    code = "invalid_hold_lifetime"
+
+
+
+class InvalidRoute(InvalidValue):
+    code = "invalid_route"
+
+
+class InvalidLimit(InvalidValue):
+    code = "invalid_turnover_limit"
+
+
+class InvalidPaging(InvalidValue):
+    code = "invalid_paging"
+
+
 class InconsistentCurrency(InvalidValue):
     code = "inconsistent_currency"
 
@@ -61,6 +78,13 @@ class InvalidPaymentState(TypedError):
     """The command is not allowed in the payment's current activity or status."""
 
     code = "invalid_payment_status"
+    http_status = 409
+
+
+class RepairNotApplicable(TypedError):
+    """The repair action does not fit the activity the machine failed in."""
+
+    code = "repair_not_applicable"
     http_status = 409
 
 

@@ -17,7 +17,9 @@ from pydantic import TypeAdapter, ValidationError
 from payments.cashflow import CashFlowTemplate, FinalCashFlow
 from payments.model import (
     CaptureData,
+    Failure,
     HoldFlow,
+    Payer,
     Route,
     Status,
     Target,
@@ -46,6 +48,9 @@ class PaymentStarted:
     created_at: datetime
     transaction_info: TransactionInfo | None
     cash_flow_template: CashFlowTemplate
+    # Optional fields with a default are additive: a body stored without them reads as None.
+    payer: Payer | None = None
+    domain_revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,31 @@ class SessionFinished:
     VERSION: ClassVar[int] = 1
 
     target: Target
-    result: Literal["succeeded"] = "succeeded"
+    result: Literal["succeeded", "failed"] = "succeeded"
     trx_id: str | None = None
+    failure: Failure | None = None  # set when the result is `failed`
+
+
+@dataclass(frozen=True)
+class RollbackStarted:
+    """The payment fails: what it holds is rolled back (activity processing_failure)."""
+
+    TYPE: ClassVar[str] = "rollback_started"
+    VERSION: ClassVar[int] = 1
+
+    failure: Failure
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """An operator repaired the failed machine: which action, who and why."""
+
+    TYPE: ClassVar[str] = "repaired"
+    VERSION: ClassVar[int] = 1
+
+    action: str
+    operator: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +185,7 @@ class PlanRolledBack:
 Change = (
     PaymentStarted | RouteChanged | CashFlowChanged | StatusChanged | CaptureStarted
     | SessionStarted | SessionFinished | LimitsHeld | LimitsCommitted | LimitsRolledBack
-    | PlanBatchHeld | PlanCommitted | PlanRolledBack
+    | PlanBatchHeld | PlanCommitted | PlanRolledBack | RollbackStarted | Repaired
 )
 
 _TYPES: dict[str, type] = {
@@ -165,7 +193,7 @@ _TYPES: dict[str, type] = {
     for cls in (
         PaymentStarted, RouteChanged, CashFlowChanged, StatusChanged, CaptureStarted,
         SessionStarted, SessionFinished, LimitsHeld, LimitsCommitted, LimitsRolledBack,
-        PlanBatchHeld, PlanCommitted, PlanRolledBack,
+        PlanBatchHeld, PlanCommitted, PlanRolledBack, RollbackStarted, Repaired,
     )
 }
 

@@ -23,6 +23,8 @@ class Peers:
     limiter: LimiterClient
     provider: ProviderClient
     woody: WoodyContext
+    # Commit/rollback a plan the Accounter does not know under its `<invoice>.<payment>` name.
+    legacy_plan_ids: bool = False
 
     def for_step(self) -> Peers:
         """The same clients with a new trace: one trace per step."""
@@ -43,6 +45,7 @@ def get_peers() -> Peers:
             limiter=LimiterClient(settings.limiter_url, timeout_s=timeout),
             provider=ProviderClient(settings.provider_url, timeout_s=timeout),
             woody=WoodyContext.new(),
+            legacy_plan_ids=settings.legacy_plan_id_fallback,
         )
         _peers_pid = os.getpid()
     return _peers.for_step()

@@ -4,6 +4,8 @@
 - `Call(args)`: a capture or cancel command, decided against the current state under the lock;
   the response is the activity the payment moves to.
 - `Timeout()`: the step of the current activity (`steps.STEPS`).
+- `Repair(args)`: an operator's repair of the failed machine (resume, fulfill_session,
+  fail_session), recorded as events with who and why; then the current step runs at once.
 
 A failed timeout step is retried on a timer when the failure is transient (a peer that could
 not be reached or whose answer got lost, a provider session failed transiently) and marks the
@@ -22,12 +24,13 @@ from clients.woody import ResourceUnavailable, ResultUnknown
 from payments import decisions
 from payments.events import Change, InvalidHistory, from_json, to_json
 from payments.peers import get_peers
-from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody
-from payments.state import PaymentState, fold
+from payments.schemas import CancelBody, CaptureBody, HoldBody, RegisterBody, RepairBody
+from payments.state import Activity, PaymentState, fold
 from payments.steps import STEPS, ProviderSessionRetry
 from workers import machines
 from workers.logs import bind
-from workers.machines import Action, Call, Init, Machine, Namespace, Result, Signal
+from workers.machines import Action, Call, Init, Machine, Namespace, Repair, Result, Signal
+from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +52,11 @@ def machine_id(invoice_id: str, payment_id: str) -> str:
     return f"{invoice_id}.{payment_id}"
 
 
-def process(signal: Signal, machine: Machine) -> Result:
+def process(signal: Signal | Repair, machine: Machine) -> Result:
     if isinstance(signal, Init):
         return _start(signal.args)
+    if isinstance(signal, Repair):
+        return _repair(machine, signal.args)
     state = state_of(machine)
     payment = state.started
     with bind(invoice_id=payment.invoice_id, payment_id=payment.payment_id):
@@ -59,7 +64,7 @@ def process(signal: Signal, machine: Machine) -> Result:
             changes = _decide(state, signal.args)
             # The caller learns where the payment went without reading it back.
             activity = fold(changes, state).activity
-            return _result(changes, Action.instant(), response=activity)
+            return _result(changes, Action.instant(), activity, response=activity)
         step = STEPS.get(state.activity)
         if step is None:
             raise InvalidHistory(f"a timer fired in activity {state.activity}")
@@ -68,13 +73,26 @@ def process(signal: Signal, machine: Machine) -> Result:
             outcome = step(state, peers)
             log.info("payment step done",
                      extra={"changes": [change.TYPE for change in outcome.changes]})
-        return _result(outcome.changes, outcome.action)
+        return _result(outcome.changes, outcome.action, fold(outcome.changes, state).activity)
 
 
 def _start(args: dict[str, Any]) -> Result:
     body = HoldBody.model_validate(args) if "flow" in args else RegisterBody.model_validate(args)
-    changes = decisions.start(body.to_domain(), machines.now())
-    return _result(changes, Action.instant())
+    changes = decisions.start(body.to_domain(), machines.now(),
+                              get_settings().max_hold_lifetime_s)
+    return _result(changes, Action.instant(), fold(changes).activity)
+
+
+def _repair(machine: Machine, args: dict[str, Any]) -> Result:
+    command = RepairBody.model_validate(args).to_domain()
+    if command.action == "resume":
+        # A resume needs nothing of the state, so even a history this code cannot fold can
+        # be resumed (once a fixed version reads it).
+        changes: list[Change] = [decisions.resumed(command)]
+    else:
+        changes = decisions.repair(state_of(machine), command)
+    # A resume runs whatever step the machine is in: the generic timer task carries it.
+    return _result(changes, Action.instant(), None, response=command.action)
 
 
 def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
@@ -85,9 +103,12 @@ def _decide(state: PaymentState, args: dict[str, Any]) -> list[Change]:
     raise ValueError(f"unknown payment call {sorted(args)}")
 
 
-def _result(changes: Sequence[Change], action: Action, response: Any = None) -> Result:
+def _result(changes: Sequence[Change], action: Action, activity: Activity | None,
+            response: Any = None) -> Result:
+    """The changes as events; a timer runs the step of the activity they lead to, as the
+    Celery task named after it."""
     return Result(events=[to_json(change) for change in changes], action=action,
-                  response=response)
+                  response=response, step=activity if activity in STEPS else None)
 
 
-NAMESPACE = Namespace(NAME, process, is_transient=is_transient)
+NAMESPACE = Namespace(NAME, process, is_transient=is_transient, steps=tuple(STEPS))

@@ -3,7 +3,8 @@
 The models check shape and enumerations (field names, JSON types, `on_hold_expiration`, an
 aware `held_until`: a mismatch is a 422). Values are checked when a body becomes domain objects
 (`to_domain`), which raises typed 400 errors: a negative or fractional amount, an unknown
-currency or account type, a malformed id.
+currency or account type, a malformed id, an integer the peers' IDL cannot carry. Text the
+database cannot store (NUL, lone surrogates) is refused by `check_text` before anything else.
 """
 
 from __future__ import annotations
@@ -23,18 +24,24 @@ from pydantic import (
     model_validator,
 )
 
+from clients.limiter import BankCard, Payer
 from payments.cashflow import (
+    DEFAULT_ROUNDING,
     CashFlowAccount,
     FixedVolume,
     PostingTemplate,
+    Product,
+    ProductVolume,
     Share,
     ShareVolume,
+    Volume,
 )
-from payments.decisions import CaptureCommand
+from payments.decisions import CaptureCommand, RepairCommand
 from payments.errors import InvalidAmount
 from payments.model import (
     Cart,
     CartLine,
+    Failure,
     HoldFlow,
     PaymentRequest,
     Route,
@@ -43,6 +50,7 @@ from payments.model import (
     check_id,
 )
 from payments.money import Money
+from workers.text import check_text as check_string
 
 
 def _text() -> Any:
@@ -51,6 +59,24 @@ def _text() -> Any:
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_text(body: BaseModel) -> None:
+    """Every string of the body (dict keys included) storable as PostgreSQL text and JSONB:
+    no NUL character and no lone surrogate (which JSON's `\\ud800` escapes can produce)."""
+    _check_text(body.model_dump(), "body")
+
+
+def _check_text(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        check_string(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"{path} key")
+            _check_text(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}[{index}]")
 
 
 # A JSON number written with a fraction or an exponent arrives as a float; from 2**53 on a
@@ -84,26 +110,57 @@ class AccountBody(_Body):
 class ShareBody(_Body):
     p: StrictInt
     q: StrictInt
-    rounding: StrictStr = "round_half_towards_zero"
+    # Absent: the processing core's default.
+    rounding: StrictStr = Field(DEFAULT_ROUNDING, max_length=64)
+
+
+class ProductBody(_Body):
+    """Exactly one of `min_of`, `max_of`, `sum_of`: a list of volumes."""
+
+    min_of: list[VolumeBody] | None = Field(None, max_length=100)
+    max_of: list[VolumeBody] | None = Field(None, max_length=100)
+    sum_of: list[VolumeBody] | None = Field(None, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_function(self) -> ProductBody:
+        given = [name for name in ("min_of", "max_of", "sum_of") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a product is exactly one of min_of, max_of, sum_of")
+        return self
+
+    def to_domain(self) -> Product:
+        for function in ("min_of", "max_of", "sum_of"):
+            volumes = getattr(self, function)
+            if volumes is not None:
+                return Product(function, tuple(volume.to_domain() for volume in volumes))
+        raise AssertionError("the validator guarantees one function")
 
 
 class VolumeBody(_Body):
-    """Exactly one of `fixed` (an amount) and `share` (p/q of the operation amount)."""
+    """Exactly one of `fixed` (an amount), `share` (p/q of the operation amount) and `product`
+    (min, max or sum of other volumes)."""
 
     fixed: MoneyBody | None = None
     share: ShareBody | None = None
+    product: ProductBody | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> VolumeBody:
-        if (self.fixed is None) == (self.share is None):
-            raise ValueError("a volume is either {'fixed': Money} or {'share': {p, q, rounding}}")
+        if sum(kind is not None for kind in (self.fixed, self.share, self.product)) != 1:
+            raise ValueError("a volume is exactly one of {'fixed': Money}, "
+                             "{'share': {p, q, rounding?}} and {'product': {min_of|max_of|sum_of}}")
         return self
 
-    def to_domain(self) -> FixedVolume | ShareVolume:
+    def to_domain(self) -> Volume:
         if self.fixed is not None:
             return FixedVolume(self.fixed.to_domain())
-        assert self.share is not None
-        return ShareVolume(Share(self.share.p, self.share.q, self.share.rounding))
+        if self.share is not None:
+            return ShareVolume(Share(self.share.p, self.share.q, self.share.rounding))
+        assert self.product is not None
+        return ProductVolume(self.product.to_domain())
+
+
+ProductBody.model_rebuild()
 
 
 class PostingBody(_Body):
@@ -125,6 +182,29 @@ class RouteBody(_Body):
 class TurnoverLimitBody(_Body):
     id: StrictStr = Field(max_length=256)
     version: StrictInt | None = None
+    upper_boundary: StrictInt | None = None
+
+
+class BankCardBody(_Body):
+    token: StrictStr = Field(min_length=1, max_length=1000)
+    bin: StrictStr | None = Field(None, max_length=16)
+    last_digits: StrictStr | None = Field(None, max_length=16)
+    payment_system: StrictStr | None = Field(None, max_length=100)
+
+
+class PaymentToolBody(_Body):
+    bank_card: BankCardBody
+
+
+class PayerBody(_Body):
+    payment_tool: PaymentToolBody
+    email: StrictStr | None = Field(None, max_length=1000)
+    phone_number: StrictStr | None = Field(None, max_length=100)
+
+    def to_domain(self) -> Payer:
+        card = self.payment_tool.bank_card
+        return Payer(BankCard(card.token, card.bin, card.last_digits, card.payment_system),
+                     self.email, self.phone_number)
 
 
 class TransactionInfoBody(_Body):
@@ -142,8 +222,12 @@ class RegisterBody(_Body):
     cost: MoneyBody
     route: RouteBody
     cash_flow: list[PostingBody] = Field(max_length=100)
-    turnover_limits: list[TurnoverLimitBody] = Field(default_factory=list, max_length=100)
+    # Required (the contract lists it without "optional"); an empty list is fine.
+    turnover_limits: list[TurnoverLimitBody] = Field(max_length=100)
     transaction_info: TransactionInfoBody | None = None
+    payer: PayerBody | None = None
+    # The domain revision the payment was made under; the Limiter context carries it.
+    domain_revision: StrictInt | None = None
 
     def to_domain(self) -> PaymentRequest:
         return PaymentRequest(
@@ -154,11 +238,13 @@ class RegisterBody(_Body):
             cost=self.cost.to_domain(),
             route=Route(self.route.provider_id, self.route.terminal_id),
             cash_flow=tuple(posting.to_domain() for posting in self.cash_flow),
-            turnover_limits=tuple(TurnoverLimit(limit.id, limit.version)
+            turnover_limits=tuple(TurnoverLimit(limit.id, limit.version, limit.upper_boundary)
                                   for limit in self.turnover_limits),
             transaction_info=(None if self.transaction_info is None else TransactionInfo(
                 self.transaction_info.id, dict(self.transaction_info.extra))),
             flow=None,
+            payer=None if self.payer is None else self.payer.to_domain(),
+            domain_revision=self.domain_revision,
         )
 
 
@@ -192,7 +278,8 @@ class CartBody(_Body):
 
 
 class CaptureBody(_Body):
-    """`POST .../capture`: no `cost` means the whole payment cost."""
+    """`POST .../capture`: no `cost` means the cart's total, or without a cart the whole
+    payment cost."""
 
     reason: StrictStr = _text()
     cost: MoneyBody | None = None
@@ -210,8 +297,32 @@ class CancelBody(_Body):
     reason: StrictStr = _text()
 
 
+class FailureBody(_Body):
+    code: StrictStr = Field(min_length=1, max_length=256)
+    reason: StrictStr = Field(max_length=1000)
+
+
 class RepairBody(_Body):
-    action: Literal["resume"]
+    """`POST .../repair`: the action, its data, and optionally who repairs and why."""
+
+    action: Literal["resume", "fulfill_session", "fail_session"]
+    trx_id: StrictStr | None = Field(None, min_length=1, max_length=256)
+    failure: FailureBody | None = None
+    operator: StrictStr | None = Field(None, max_length=256)
+    reason: StrictStr | None = Field(None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _fields_of_the_action(self) -> RepairBody:
+        if (self.action == "fail_session") != (self.failure is not None):
+            raise ValueError("'failure' is required for fail_session and only for it")
+        if self.trx_id is not None and self.action != "fulfill_session":
+            raise ValueError("'trx_id' belongs to fulfill_session only")
+        return self
+
+    def to_domain(self) -> RepairCommand:
+        failure = (None if self.failure is None
+                   else Failure(self.failure.code, self.failure.reason))
+        return RepairCommand(self.action, self.trx_id, failure, self.operator, self.reason)
 
 
 class PaymentIds(_Body):

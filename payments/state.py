@@ -7,8 +7,12 @@ The activity says which step the next timer runs (wire-facts 4.1):
     processing_capture | flow_waiting | updating_accounter --session_started--> finalizing_session
     finalizing_session --session_finished--> finalizing_accounter
     finalizing_accounter --captured | cancelled--> idle
+    processing_accounter | finalizing_session --rollback_started--> processing_failure
+    processing_failure --failed--> idle
 
-A change that does not fit the current activity is a bug and raises `InvalidHistory`.
+A session that finished `failed` (an operator's `fail_session`) keeps finalizing_session until
+the rollback starts. A change that does not fit the current activity is a bug and raises
+`InvalidHistory`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from payments.events import (
     PlanBatchHeld,
     PlanCommitted,
     PlanRolledBack,
+    Repaired,
+    RollbackStarted,
     RouteChanged,
     SessionFinished,
     SessionStarted,
@@ -39,6 +45,7 @@ from payments.events import (
 from payments.model import (
     PENDING,
     CaptureData,
+    Failure,
     PaymentRequest,
     Route,
     Status,
@@ -49,7 +56,7 @@ from payments.money import Money
 
 Activity = Literal[
     "new", "processing_accounter", "flow_waiting", "processing_capture", "updating_accounter",
-    "finalizing_session", "finalizing_accounter", "idle",
+    "finalizing_session", "finalizing_accounter", "processing_failure", "idle",
 ]
 
 # The first route; a cascade would add one per re-route (wire-facts 2.3).
@@ -61,7 +68,7 @@ class Session:
     """A provider session driving the payment to `target`."""
 
     target: Target
-    status: Literal["started", "finished"] = "started"
+    status: Literal["started", "finished", "failed"] = "started"
     trx_id: str | None = None
 
 
@@ -80,6 +87,7 @@ class PaymentState:
     limits: Literal["held", "committed", "rolled_back"] | None = None
     held_batches: tuple[PlanBatchHeld, ...] = ()
     plan: Literal["committed", "rolled_back"] | None = None
+    failure: Failure | None = None  # why the payment is failing (from rollback_started)
 
     @property
     def started(self) -> PaymentStarted:
@@ -149,6 +157,8 @@ class PaymentState:
             turnover_limits=self.turnover_limits,
             transaction_info=payment.transaction_info,
             flow=payment.flow,
+            payer=payment.payer,
+            domain_revision=payment.domain_revision,
         )
 
 
@@ -179,13 +189,24 @@ def apply(state: PaymentState, change: Change) -> PaymentState:
             _expect(state, change, "processing_capture", "flow_waiting", "updating_accounter")
             return _with(state, activity="finalizing_session",
                          sessions=(*state.sessions, Session(target)))
-        case SessionFinished(target=target, trx_id=trx_id):
+        case SessionFinished(target=target, trx_id=trx_id, result=result):
             _expect(state, change, "finalizing_session")
-            if target != state.target:
-                raise InvalidHistory(f"session finished for {target}, started for {state.target}")
+            if target != state.target or state.session is None or (
+                    state.session.status != "started"):
+                raise InvalidHistory(f"session finished for {target}, open: {state.session}")
+            if result == "failed":
+                return _with(state, sessions=(*state.sessions[:-1], Session(target, "failed")))
             finished = Session(target, "finished", trx_id)
             return _with(state, activity="finalizing_accounter",
                          sessions=(*state.sessions[:-1], finished))
+        case RollbackStarted(failure=failure):
+            _expect(state, change, "processing_accounter", "finalizing_session")
+            if state.activity == "finalizing_session" and (
+                    state.session is None or state.session.status != "failed"):
+                raise InvalidHistory("rollback_started while the session has not failed")
+            return _with(state, activity="processing_failure", failure=failure)
+        case Repaired():
+            return state
         case StatusChanged(status=status):
             return _status_changed(state, change, status)
         case LimitsHeld():
@@ -216,6 +237,7 @@ _STATUS_FROM: dict[str, tuple[Activity, Activity]] = {
     "processed": ("processing_accounter", "flow_waiting"),
     "captured": ("finalizing_accounter", "idle"),
     "cancelled": ("finalizing_accounter", "idle"),
+    "failed": ("processing_failure", "idle"),
 }
 
 

@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from clients import accounter
 from clients.limiter import LimitChange, PaymentContext
+from clients.woody import BusinessError
 from payments import decisions
 from payments.cashflow import FinalCashFlow, revert, to_batch
 from payments.events import (
@@ -29,11 +31,12 @@ from payments.events import (
     PlanBatchHeld,
     PlanCommitted,
     PlanRolledBack,
+    RollbackStarted,
     SessionFinished,
     SessionStarted,
     StatusChanged,
 )
-from payments.model import PROCESSED, CaptureData, Status, Target
+from payments.model import PROCESSED, CaptureData, Failure, Status, Target
 from payments.money import Money
 from payments.peers import Peers
 from payments.state import Activity, PaymentState
@@ -44,8 +47,9 @@ log = logging.getLogger(__name__)
 # Batch ids within the payment's plan (wire-facts 2.3).
 HOLD_BATCH, REVERT_BATCH, PARTIAL_BATCH = 1, 2, 3
 
-# This service keeps no domain configuration; the limiter context needs a revision anyway.
-DOMAIN_REVISION = 0
+# This service keeps no domain configuration: the limiter context carries the revision the
+# payment command gave, else this one.
+DEFAULT_DOMAIN_REVISION = 0
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,52 @@ class ProviderSessionRetry(Exception):
 
 
 def processing_accounter(state: PaymentState, peers: Peers) -> Step:
-    """Hold payment: hold the limits and the cash flow (batch 1), then wait for the hold's end."""
+    """Hold payment: hold the limits, check them against their boundaries, hold the cash flow
+    (batch 1), then wait for the hold's end.
+
+    A hold the Limiter or the Accounter refuses with a business answer, or a limit whose value
+    after the hold exceeds its `upper_boundary`, fails the payment: the rollback starts, and
+    `processing_failure` releases whatever was held.
+    """
     flow = state.started.flow
     if flow is None:
         raise InvalidHistory("a registered payment never waits in processing_accounter")
-    changes = [*_hold_limits(state, peers, captured=None),
-               _hold_batch(state, peers, HOLD_BATCH, state.cash_flow),
-               StatusChanged(PROCESSED)]
+    changes: list[Change] = []
+    try:
+        changes += _hold_limits(state, peers, captured=None)
+    except BusinessError as refused:
+        return _rollback(changes, _refusal(refused))
+    bounded = any(limit.upper_boundary is not None for limit in state.turnover_limits)
+    # No boundary, no overflow: the values are read back only when there is one to check.
+    overflow = _overflow(state, peers) if changes and bounded else None
+    if overflow is not None:
+        return _rollback(changes, overflow)
+    try:
+        changes.append(_hold_batch(state, peers, HOLD_BATCH, state.cash_flow))
+    except BusinessError as refused:
+        return _rollback(changes, _refusal(refused))
+    changes.append(StatusChanged(PROCESSED))
     return Step(changes, Action.deadline(flow.held_until))
+
+
+def processing_failure(state: PaymentState, peers: Peers) -> Step:
+    """Roll back what the payment holds (its limits, every held batch of its plan), then fail
+    it. Each rollback is keyed by the operation / plan id, so a repeat after a crash releases
+    nothing twice; a part already rolled back is not asked again."""
+    if state.failure is None:
+        raise InvalidHistory("processing_failure without a failure")
+    changes: list[Change] = []
+    if state.limits == "held":
+        peers.limiter.rollback_batch(state.limits_operation_id, _limit_changes(state),
+                                     _limit_context(state, captured=None),
+                                     woody_context=peers.woody)
+        changes.append(LimitsRolledBack(state.limits_operation_id))
+    if state.held_batches and state.plan is None:
+        batches = [to_batch(held.batch_id, held.cash_flow) for held in state.held_batches]
+        plan_id = finish_plan(peers, peers.accounter.rollback_plan, state, batches)
+        changes.append(PlanRolledBack(plan_id, tuple(b.id for b in batches)))
+    changes.append(StatusChanged(Status.failed(state.failure)))
+    return Step(changes, Action.unset())
 
 
 def flow_waiting(state: PaymentState, peers: Peers) -> Step:
@@ -111,10 +153,18 @@ def finalizing_session(state: PaymentState, peers: Peers) -> Step:
     """Drive the provider session of the current target until it finishes."""
     target = _target(state)
     cost = target.cost or state.cost
+    route = state.require_route()
+    info = state.started.transaction_info
     result = peers.provider.process_session(
         session_id=state.session_id(target), target=target.status,
         invoice_id=state.started.invoice_id, payment_id=state.started.payment_id,
         cost_amount=cost.amount, currency=cost.currency, trx_id=state.trx_id,
+        route=(route.provider_id, route.terminal_id), reason=target.reason,
+        cart=None if target.cart is None else [
+            {"product": line.product, "quantity": line.quantity,
+             "price": {"amount": line.price.amount, "currency": line.price.currency}}
+            for line in target.cart.lines],
+        trx_extra=None if info is None else info.extra,
     )
     if result.status == "processing":
         log.info("provider session in progress", extra={"poll_in_s": result.poll_in_s})
@@ -138,16 +188,16 @@ def finalizing_accounter(state: PaymentState, peers: Peers) -> Step:
                                        _limit_context(state, captured=captured),
                                        woody_context=peers.woody)
             changes.append(LimitsCommitted(state.limits_operation_id, captured.amount))
-        peers.accounter.commit_plan(state.plan_id, batches, woody_context=peers.woody)
-        changes.append(PlanCommitted(state.plan_id, tuple(b.id for b in batches)))
+        plan_id = finish_plan(peers, peers.accounter.commit_plan, state, batches)
+        changes.append(PlanCommitted(plan_id, tuple(b.id for b in batches)))
     else:
         if state.limits == "held":
             peers.limiter.rollback_batch(state.limits_operation_id, _limit_changes(state),
                                          _limit_context(state, captured=None),
                                          woody_context=peers.woody)
             changes.append(LimitsRolledBack(state.limits_operation_id))
-        peers.accounter.rollback_plan(state.plan_id, batches, woody_context=peers.woody)
-        changes.append(PlanRolledBack(state.plan_id, tuple(b.id for b in batches)))
+        plan_id = finish_plan(peers, peers.accounter.rollback_plan, state, batches)
+        changes.append(PlanRolledBack(plan_id, tuple(b.id for b in batches)))
     changes.append(StatusChanged(Status.of_target(target)))
     return Step(changes, Action.unset())
 
@@ -159,6 +209,7 @@ STEPS: dict[Activity, Callable[[PaymentState, Peers], Step]] = {
     "updating_accounter": updating_accounter,
     "finalizing_session": finalizing_session,
     "finalizing_accounter": finalizing_accounter,
+    "processing_failure": processing_failure,
 }
 
 
@@ -172,6 +223,54 @@ def _hold_limits(state: PaymentState, peers: Peers, *, captured: Money | None) -
     peers.limiter.hold_batch(state.limits_operation_id, _limit_changes(state),
                              _limit_context(state, captured=captured), woody_context=peers.woody)
     return [LimitsHeld(state.limits_operation_id)]
+
+
+def _overflow(state: PaymentState, peers: Peers) -> Failure | None:
+    """`limit_overflow` when a limit's value as the hold left it (read back with GetBatch, as
+    the core does) is strictly above the limit's `upper_boundary`."""
+    values = peers.limiter.get_batch(state.limits_operation_id, _limit_changes(state),
+                                     _limit_context(state, captured=None),
+                                     woody_context=peers.woody)
+    amounts = {limit.id: limit.amount for limit in values}
+    over = [f"{limit.id}: {amounts[limit.id]} > {limit.upper_boundary}"
+            for limit in state.turnover_limits
+            if limit.upper_boundary is not None and limit.id in amounts
+            and amounts[limit.id] > limit.upper_boundary]
+    return Failure("limit_overflow", "; ".join(over)) if over else None
+
+
+def _refusal(error: BusinessError) -> Failure:
+    """The failure of a hold a peer refused: the peer error's code names it."""
+    code = getattr(error, "code", None) or "hold_refused"
+    return Failure(code, str(error)[:1000])
+
+
+def _rollback(changes: list[Change], failure: Failure) -> Step:
+    log.warning("payment hold failed, rolling back", extra={"failure": failure.code})
+    return Step([*changes, RollbackStarted(failure)], Action.instant())
+
+
+def finish_plan(peers: Peers, finish: Callable[..., object], state: PaymentState,
+                 batches: list[accounter.Batch]) -> str:
+    """Commit or roll back the plan; the plan id it was found under.
+
+    Plans made by an older version of the core were named `<invoice>.<payment>`; with the
+    legacy fallback on, a plan the Accounter does not know is tried again under that name.
+    """
+    try:
+        finish(state.plan_id, batches, woody_context=peers.woody)
+        return state.plan_id
+    except accounter.InvalidRequest as error:
+        if not (peers.legacy_plan_ids and _plan_not_found(error)):
+            raise
+    legacy = f"{state.started.invoice_id}.{state.started.payment_id}"
+    log.warning("plan not found, trying its legacy id", extra={"plan_id": legacy})
+    finish(legacy, batches, woody_context=peers.woody)
+    return legacy
+
+
+def _plan_not_found(error: accounter.InvalidRequest) -> bool:
+    return any(text.startswith("Posting plan not found") for text in error.errors)
 
 
 def _hold_batch(state: PaymentState, peers: Peers, batch_id: int,
@@ -194,7 +293,8 @@ def _limit_context(state: PaymentState, *, captured: Money | None) -> PaymentCon
         party_id=payment.party_id,
         shop_id=payment.shop_id,
         created_at=_rfc3339(payment.created_at),
-        domain_revision=DOMAIN_REVISION,
+        domain_revision=(DEFAULT_DOMAIN_REVISION if payment.domain_revision is None
+                         else payment.domain_revision),
         cost_amount=payment.cost.amount,
         currency=payment.cost.currency,
         provider_id=route.provider_id,
@@ -202,6 +302,7 @@ def _limit_context(state: PaymentState, *, captured: Money | None) -> PaymentCon
         captured_amount=None if captured is None else captured.amount,
         flow_hold=None if flow is None else (flow.on_hold_expiration,
                                              _rfc3339(flow.held_until)),
+        payer=payment.payer,
     )
 
 

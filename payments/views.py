@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 
 from payments.money import Money
 from payments.processor import state_of
-from workers.machines import Machine
+from workers.machines import Event, Machine
 
 
 class MoneyView(BaseModel):
@@ -21,6 +22,11 @@ class MoneyView(BaseModel):
         return None if money is None else cls(amount=money.amount, currency=money.currency)
 
 
+class FailureView(BaseModel):
+    code: str
+    reason: str | None
+
+
 class PaymentView(BaseModel):
     invoice_id: str
     payment_id: str
@@ -28,8 +34,8 @@ class PaymentView(BaseModel):
     activity: str
     cost: MoneyView
     captured_cost: MoneyView | None
-    # A payment failure (status `failed`); the capture chain has no path that produces one.
-    failure: dict[str, Any] | None = None
+    # Why the payment failed (`{code, reason}`), when `status` is `failed`.
+    failure: FailureView | None = None
     updated_at: datetime
     machine_status: Literal["working", "failed"]
     # Why the machine stopped, when `machine_status` is `failed`: code, message, attempts.
@@ -52,11 +58,13 @@ def payment_view(machine: Machine) -> PaymentView:
         activity=state.activity,
         cost=MoneyView.of(state.cost),
         captured_cost=MoneyView.of(state.captured_cost),
+        failure=None if state.status.failure is None else FailureView(
+            code=state.status.failure.code, reason=state.status.failure.reason),
         updated_at=machine.history[-1].occurred_at,
         machine_status="failed" if machine.status == "failed" else "working",
         error=machine.error if machine.status == "failed" else None,
     )
 
 
-def event_views(machine: Machine) -> list[EventView]:
-    return [EventView(id=e.id, occurred_at=e.occurred_at, change=e.body) for e in machine.history]
+def event_views(history: Iterable[Event]) -> list[EventView]:
+    return [EventView(id=e.id, occurred_at=e.occurred_at, change=e.body) for e in history]

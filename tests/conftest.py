@@ -20,6 +20,7 @@ from hypothesis import settings  # noqa: E402
 from celgate.api import create_app  # noqa: E402
 from celgate.processes import ROOT, ManagedProcess  # noqa: E402
 from celgate.processes import worker as worker_process  # noqa: E402
+from tests.support.broker import TestBroker, open_broker  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 
 pytest_plugins = ["tests.fixtures.sandbox"]
@@ -31,6 +32,14 @@ settings.register_profile("fuzz", max_examples=1000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `broker` every test whose outcome goes through the broker: it runs a worker or
+    publishes through the API. `make test-rabbitmq` runs these again on RabbitMQ."""
+    for item in items:
+        if {"worker", "api"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
 @pytest.fixture(scope="session")
 def database() -> str:
     """A freshly migrated test database."""
@@ -40,17 +49,20 @@ def database() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def broker() -> redis.Redis:
-    """The broker's Redis database, emptied once per session."""
-    client = redis.Redis.from_url(get_settings().broker_url)
-    client.flushdb()
+@pytest.fixture(scope="session", autouse=True)
+def broker() -> Iterator[TestBroker]:
+    """The run's broker (Redis or RabbitMQ, tests/support/env.py), empty at the start.
+
+    Autouse: on RabbitMQ the run's virtual host must exist before anything publishes.
+    """
     redis.Redis.from_url(get_settings().redis_url).flushdb()
-    return client
+    opened = open_broker()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(scope="session")
-def worker(database: str, broker: redis.Redis, tmp_path_factory) -> Iterator[ManagedProcess]:
+def worker(database: str, broker: TestBroker, tmp_path_factory) -> Iterator[ManagedProcess]:
     process = worker_process(Path(tmp_path_factory.mktemp("worker")) / "worker.log",
                              name="test")
     process.start()

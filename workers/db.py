@@ -6,17 +6,28 @@ statements are few and hot, and explicit SQL keeps their cost visible.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 
 from workers.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 metadata = MetaData()
+
+# A pooled connection idle longer than this is pinged before use (a server restart or an idle
+# timeout may have closed it). A busy worker reuses connections within milliseconds, and a ping
+# on every checkout was one extra round trip per transaction; a connection that dies while in
+# use fails its transaction whether or not it was pinged, and the pool then replaces them all.
+PING_AFTER_IDLE_S = 2.0
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
@@ -30,11 +41,28 @@ def get_engine() -> Engine:
             get_settings().database_url,
             pool_size=5,
             max_overflow=10,
-            pool_pre_ping=True,
             future=True,
         )
+        _ping_idle_connections(_engine)
         _engine_pid = os.getpid()
     return _engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, proxy) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out another (a new one if need be).
+            raise DisconnectionError("pooled connection is gone") from exc
 
 
 def dispose_engine() -> None:
@@ -60,12 +88,22 @@ def transaction() -> Iterator[Tx]:
     """One database transaction; callbacks registered with `after_commit` run after COMMIT.
 
     A message published before the commit could be consumed before the row it points to is
-    visible, so every publication goes through `after_commit`.
+    visible, so every publication goes through `after_commit`. What was committed stands even
+    when publishing fails (the broker is down): every such message is also a row with a sent
+    mark that the sweeper re-sends, so the failure is logged and the caller answers as for a
+    success. The first failure skips the rest: they would wait on the same broken broker.
     """
     engine = get_engine()
     with engine.connect() as conn:
         tx = Tx(conn)
         with conn.begin():
             yield tx
-        for callback in tx._after_commit:
-            callback()
+        for done, callback in enumerate(tx._after_commit):
+            try:
+                callback()
+            except Exception:
+                log.warning("publishing after commit failed; the sweeper will re-send",
+                            exc_info=True,
+                            extra={"code": "publish_failed",
+                                   "skipped": len(tx._after_commit) - done - 1})
+                break

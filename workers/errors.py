@@ -6,6 +6,8 @@ Celery task that raises one logs it and acks the message: retrying cannot change
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 
 class TypedError(Exception):
     code = "error"
@@ -24,3 +26,10 @@ class TypedError(Exception):
 class MalformedTaskKwargs(TypedError):
     code = "malformed_task_kwargs"
     http_status = 422
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer: `{code, message}`."""
+
+    code: str
+    message: str

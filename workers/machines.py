@@ -15,24 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
-from workers import timers
+from workers import metrics, timers
 from workers.celery_app import app
 from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind
 from workers.messages import TypedTask, parse
-from workers.tables import machines
+from workers.tables import machine_events, machines
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,9 @@ class Result:
     action: Action = field(default_factory=Action.keep)
     aux_state: Any = _KEEP
     response: Any = None
+    # The step the next timer runs, when the namespace names its steps: its messages go out
+    # as the Celery task of that name, so a task list shows which step ran.
+    step: str | None = None
 
 
 class Processor(Protocol):
@@ -140,15 +143,17 @@ class Namespace:
     name: str
     processor: Processor
     is_transient: Callable[[BaseException], bool] = retry_everything
+    steps: tuple[str, ...] = ()
 
     @property
     def task_name(self) -> str:
         return timeout_task_name(self.name)
 
 
-def timeout_task_name(namespace: str) -> str:
-    """The Celery task that delivers timeouts of a namespace (routed by its prefix)."""
-    return f"{namespace}.machine_timeout"
+def timeout_task_name(namespace: str, step: str | None = None) -> str:
+    """The Celery task that delivers a timer of a namespace (routed by its prefix): the
+    step's own task when the timer names one, else the namespace's generic one."""
+    return f"{namespace}.{step}" if step else f"{namespace}.machine_timeout"
 
 
 # --- errors the runner raises -------------------------------------------------------------
@@ -211,7 +216,7 @@ def call(ns: Namespace, machine_id: str, args: Json) -> Any:
         row = _lock(tx, ns.name, machine_id)
         if row.status == "failed":
             raise MachineFailed(f"{ns.name}/{machine_id} is failed: {row.error}")
-        result = ns.processor(Call(args), _machine(row, _history(row)))
+        result = ns.processor(Call(args), _machine(row, _locked_history(tx, row)))
         _apply(tx, ns, row, result, fired=False)
         return result.response
 
@@ -222,7 +227,7 @@ def repair(ns: Namespace, machine_id: str) -> None:
         row = _lock(tx, ns.name, machine_id)
         if row.status != "failed":
             raise MachineNotFailed(f"{ns.name}/{machine_id} is not failed")
-        _set_timer(tx, ns.name, machine_id, now(), status="working", error=None, failed_attempts=0)
+        _set_timer(tx, ns.name, row, now(), status="working", error=None, failed_attempts=0)
         log.info("machine repaired")
 
 
@@ -248,10 +253,12 @@ def handle_timeout(ns: Namespace, machine_id: str, token: str) -> str:
         current = now()
         if row.timer_due_at > current + _EARLY_TOLERANCE:
             due = row.timer_due_at
-            tx.after_commit(lambda: timers.publish_if_near(ns.task_name,
+            task_name = timeout_task_name(ns.name, row.timer_step)
+            tx.after_commit(lambda: timers.publish_if_near(task_name,
                                                            _message(machine_id, token), due))
             return "early"
-        machine = _machine(row, _history(row))
+        metrics.observe_timer_lag(ns.name, (current - row.timer_due_at).total_seconds())
+        machine = _machine(row, _locked_history(tx, row))
         try:
             result = ns.processor(Timeout(), machine)
         except Exception as exc:  # the processor failed: nothing of it is stored
@@ -277,8 +284,16 @@ _INSERT_MACHINE = """
 
 # The step path is two round trips: the row with its history under the lock, then one
 # statement that appends events and moves the row.
+# The due time is read inside the years Python can hold: a row stored before due times were
+# bounded (year 0 or 10000 in UTC) would otherwise make its machine unreadable.
 _SELECT_MACHINE = """
-    SELECT m.*, (
+    SELECT m.namespace, m.id, m.status, m.error, m.aux_state, m.last_event_id,
+        m.failed_attempts, m.timer_token, m.timer_sent_at, m.timer_step, m.created_at,
+        m.updated_at,
+        -- GREATEST and LEAST skip NULLs: no timer must stay NULL, not become year 9999.
+        CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(
+            LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
+        END AS timer_due_at, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history
@@ -300,6 +315,9 @@ _APPLY = """
         timer_due_at = CASE WHEN %(keep_timer)s THEN timer_due_at ELSE %(due)s END,
         timer_token = CASE WHEN %(keep_timer)s THEN timer_token ELSE %(token)s END,
         timer_sent_at = CASE WHEN %(keep_timer)s THEN timer_sent_at ELSE %(sent_at)s END,
+        timer_publish_at = CASE WHEN %(keep_timer)s THEN timer_publish_at
+                                ELSE %(publish_at)s END,
+        timer_step = CASE WHEN %(keep_timer)s THEN timer_step ELSE %(step)s END,
         failed_attempts = 0, error = NULL, updated_at = %(now)s
     WHERE namespace = %(namespace)s AND id = %(machine_id)s
 """
@@ -336,10 +354,34 @@ def _exists(tx: Tx, namespace: str, machine_id: str) -> bool:
 
 
 def _history(row: Row) -> tuple[Event, ...]:
+    return _events(row.history)
+
+
+def _events(raw: list | None) -> tuple[Event, ...]:
     return tuple(
         Event(event_id, datetime.fromisoformat(occurred_at), body)
-        for event_id, occurred_at, body in row.history or ()
+        for event_id, occurred_at, body in raw or ()
     )
+
+
+_READ_HISTORY = """
+    SELECT json_agg(json_build_array(event_id, occurred_at, body) ORDER BY event_id)
+    FROM machine_events WHERE namespace = %(namespace)s AND machine_id = %(machine_id)s
+"""
+
+
+def _locked_history(tx: Tx, row: Row) -> tuple[Event, ...]:
+    """The history of a row this transaction has locked, as it stands now.
+
+    Under READ COMMITTED a locking statement that had to wait (or met a row updated after its
+    snapshot) returns the row's newest version, but its history subquery still reads the
+    statement's older snapshot. The row's `last_event_id` is current, so a history shorter than
+    it was read too early: read it again in a new statement, which sees every commit before
+    our lock. The common case (no wait) costs no extra round trip.
+    """
+    if len(row.history or ()) == row.last_event_id:
+        return _history(row)
+    return _events(tx.conn.exec_driver_sql(_READ_HISTORY, _key(row.namespace, row.id)).scalar())
 
 
 def _machine(row: Row, history: tuple[Event, ...]) -> Machine:
@@ -363,9 +405,7 @@ def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> N
     action = result.action
     # A fired timer is consumed: keeping it would run the same step again.
     keep_timer = action.kind == "keep" and not fired
-    due = action.due_at(current) if action.kind == "set" else None
-    token = uuid.uuid4().hex if due is not None else None
-    near = due is not None and timers.is_near(due)
+    armed = timers.arm(action.due_at(current), current) if action.kind == "set" else None
     tx.conn.exec_driver_sql(
         _APPLY,
         {
@@ -378,33 +418,32 @@ def _apply(tx: Tx, ns: Namespace, row: Row, result: Result, *, fired: bool) -> N
             "aux_state": None if result.aux_state in (_KEEP, None) else json.dumps(
                 result.aux_state),
             "keep_timer": keep_timer,
-            "due": due,
-            "token": token,
-            # Stamped sent before the publish happens: if we die in between, the sweeper sees
-            # a send older than the allowance and publishes again.
-            "sent_at": current if near else None,
+            "due": armed and armed.due,
+            "token": armed and armed.token,
+            "sent_at": armed and armed.sent_at,
+            "publish_at": armed and armed.publish_at,
+            "step": result.step,
         },
     )
-    if near:
-        _publish_after_commit(tx, ns.name, row.id, token, due)
+    if armed is not None and armed.near:
+        _publish_after_commit(tx, ns.name, row.id, armed, result.step)
 
 
-def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, token: str,
-                          due: datetime) -> None:
-    message = _message(machine_id, token)
-    tx.after_commit(
-        lambda: timers.publish(timeout_task_name(namespace), message, timers.delay_until(due))
-    )
+def _publish_after_commit(tx: Tx, namespace: str, machine_id: str, armed: timers.Armed,
+                          step: str | None) -> None:
+    message, task_name = _message(machine_id, armed.token), timeout_task_name(namespace, step)
+    tx.after_commit(lambda: timers.publish(task_name, message, timers.delay_until(armed.due)))
 
 
-def _set_timer(tx: Tx, namespace: str, machine_id: str, due: datetime, **values: Any) -> None:
-    token, current = uuid.uuid4().hex, now()
-    near = timers.is_near(due)
-    values.update(timer_due_at=due, timer_token=token, timer_sent_at=current if near else None,
-                  updated_at=current)
-    _update(tx, namespace, machine_id, values)
-    if near:
-        _publish_after_commit(tx, namespace, machine_id, token, due)
+def _set_timer(tx: Tx, namespace: str, row: Row, due: datetime, **values: Any) -> None:
+    """Run the row's current step again at `due` (a retry, a repair)."""
+    current = now()
+    armed = timers.arm(due, current)
+    values.update(timer_due_at=armed.due, timer_token=armed.token, timer_sent_at=armed.sent_at,
+                  timer_publish_at=armed.publish_at, updated_at=current)
+    _update(tx, namespace, row.id, values)
+    if armed.near:
+        _publish_after_commit(tx, namespace, row.id, armed, row.timer_step)
 
 
 def _update(tx: Tx, namespace: str, machine_id: str, values: Json) -> None:
@@ -423,7 +462,7 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
         delay = timers.backoff(attempts)
         log.warning("step failed, retrying", extra={"error": error, "retry_in_s": delay})
         _set_timer(
-            tx, ns.name, row.id, now() + timedelta(seconds=delay),
+            tx, ns.name, row, now() + timedelta(seconds=delay),
             failed_attempts=attempts, error=error,
         )
         return
@@ -437,6 +476,7 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
             "timer_due_at": None,
             "timer_token": None,
             "timer_sent_at": None,
+            "timer_publish_at": None,
             "updated_at": now(),
         },
     )
@@ -447,38 +487,21 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+_SWEEP = timers.claim_sql("machines", ("namespace", "id"), due="timer_due_at",
+                          sent_at="timer_sent_at", publish_at="timer_publish_at",
+                          returning="t.namespace, t.id, t.timer_token, t.timer_step")
+
+
 def sweep_due(limit: int) -> int:
-    """Publish timers that are due (or near) and whose message is missing or presumed lost."""
-    current = now()
-    candidates = (
-        select(machines.c.namespace, machines.c.id)
-        .where(
-            machines.c.status == "working",
-            timers.sweepable(machines.c.timer_due_at, machines.c.timer_sent_at, current),
-        )
-        .order_by(machines.c.timer_due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("candidates")
-    )
-    with transaction() as tx:
-        rows = tx.conn.execute(
-            update(machines)
-            .where(
-                and_(
-                    machines.c.namespace == candidates.c.namespace,
-                    machines.c.id == candidates.c.id,
-                )
-            )
-            .values(timer_sent_at=current)
-            .returning(machines.c.namespace, machines.c.id, machines.c.timer_token,
-                       machines.c.timer_due_at)
-        ).all()
-        for r in rows:
-            _publish_after_commit(tx, r.namespace, r.id, r.timer_token, r.timer_due_at)
-    if rows:
-        log.info("swept machine timers", extra={"count": len(rows)})
-    return len(rows)
+    """Publish one batch of timers whose publish time has come (near, or message lost)."""
+    def publish(row: Row, countdown: float) -> None:
+        timers.publish(timeout_task_name(row.namespace, row.timer_step),
+                       _message(row.id, row.timer_token), countdown)
+
+    count = timers.sweep_batch(_SWEEP, limit, publish)
+    if count:
+        log.info("swept machine timers", extra={"count": count})
+    return count
 
 
 # --- the Celery side ----------------------------------------------------------------------
@@ -500,16 +523,96 @@ def registered(name: str) -> Namespace:
         raise MachineNotFound(f"no machine namespace {name!r}") from None
 
 
+class StepAttemptFailed(Exception):
+    """Reported to Celery when a step attempt failed, after the runtime recorded it (a retry
+    timer, or the machine marked failed): a task list shows the attempt failed, not a success.
+    Not a TypedError, so the task does raise it."""
+
+
 def register_timeout_task(ns: Namespace):
-    """Define the Celery task that runs this namespace's timers (its steps)."""
+    """Define the Celery tasks that run this namespace's timers: one generic task and one per
+    named step, all doing the same (the machine's state decides the step; the name shows it)."""
     _registered[ns.name] = ns
 
-    @app.task(name=ns.task_name, base=TypedTask)
-    def machine_timeout(**kwargs: Any) -> str:
+    def run_timer(**kwargs: Any) -> str:
         message = parse(TimeoutMessage, kwargs)
+        started = time.perf_counter()
         outcome = handle_timeout(ns, message.machine_id, message.token)
+        metrics.step_done(ns.name, outcome, started)
         log.debug("timeout handled", extra={"namespace": ns.name, "machine_id": message.machine_id,
                                            "outcome": outcome})
+        if outcome == "failed_attempt":
+            raise StepAttemptFailed(f"{ns.name}/{message.machine_id}: the step failed; its "
+                                    "retry or the machine's failure is recorded")
         return outcome
 
-    return machine_timeout
+    generic = app.task(name=ns.task_name, base=TypedTask)(run_timer)
+    for step in ns.steps:
+        app.task(name=timeout_task_name(ns.name, step), base=TypedTask)(run_timer)
+    return generic
+
+
+# --- operator repairs and paged reads -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repair:
+    """An operator's repair of a failed machine, handed to the processor with its arguments
+    (which action, who, why): it answers with the events that record it and the next action,
+    or raises a typed error when the repair does not fit (nothing is stored then)."""
+
+    args: Json
+
+
+def repair_with(ns: Namespace, machine_id: str, args: Json) -> Any:
+    """Repair a failed machine through its processor: the events the processor returns are
+    appended, the machine works again, and its timer is what the processor asked for."""
+    with bind(namespace=ns.name, machine_id=machine_id), transaction() as tx:
+        row = _lock(tx, ns.name, machine_id)
+        if row.status != "failed":
+            raise MachineNotFailed(f"{ns.name}/{machine_id} is not failed")
+        result = ns.processor(Repair(args), _machine(row, _locked_history(tx, row)))
+        _update(tx, ns.name, machine_id, {"status": "working"})
+        _apply(tx, ns, row, result, fired=False)
+        log.info("machine repaired", extra={"repair": args})
+        return result.response
+
+
+@dataclass(frozen=True)
+class MachineSummary:
+    namespace: str
+    id: str
+    status: str
+    error: Json | None
+    updated_at: datetime
+
+
+def list_machines(namespace: str | None, status: str | None, after: tuple[str, str] | None,
+                  limit: int) -> list[MachineSummary]:
+    """Machines in (namespace, id) order after the key `after`, optionally of one namespace
+    and one status; at most `limit`."""
+    query = select(machines.c.namespace, machines.c.id, machines.c.status, machines.c.error,
+                   machines.c.updated_at)
+    if namespace is not None:
+        query = query.where(machines.c.namespace == namespace)
+    if status is not None:
+        query = query.where(machines.c.status == status)
+    if after is not None:
+        query = query.where(tuple_(machines.c.namespace, machines.c.id) > tuple_(*after))
+    query = query.order_by(machines.c.namespace, machines.c.id).limit(limit)
+    with transaction() as tx:
+        return [MachineSummary(*row) for row in tx.conn.execute(query)]
+
+
+def history_page(namespace: str, machine_id: str, after: int, limit: int) -> tuple[Event, ...]:
+    """Events of the machine with ids above `after`, oldest first, at most `limit`."""
+    query = (select(machine_events.c.event_id, machine_events.c.occurred_at,
+                    machine_events.c.body)
+             .where(machine_events.c.namespace == namespace,
+                    machine_events.c.machine_id == machine_id,
+                    machine_events.c.event_id > after)
+             .order_by(machine_events.c.event_id).limit(limit))
+    with transaction() as tx:
+        if not _exists(tx, namespace, machine_id):
+            raise MachineNotFound(f"{namespace}/{machine_id}")
+        return tuple(Event(*row) for row in tx.conn.execute(query))

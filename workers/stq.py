@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError
 
 from workers import timers
 from workers.celery_app import app
@@ -65,14 +65,12 @@ def now() -> datetime:
 def add(tx: Tx, queue: str, task_id: str, kwargs: dict[str, Any], *, delay_s: float = 0) -> None:
     """Queue (or re-queue) a task inside the caller's transaction; the message follows commit."""
     current = now()
-    eta = current + timedelta(seconds=delay_s)
-    token = uuid.uuid4().hex
-    near = timers.is_near(eta)
+    armed = timers.arm(current + timedelta(seconds=delay_s), current)
     tx.conn.execute(_ADD, {"queue": queue, "task_id": task_id, "kwargs": json.dumps(kwargs),
-                           "eta": eta, "token": token, "sent_at": current if near else None,
-                           "now": current})
-    if near:
-        tx.after_commit(lambda: _publish(queue, kwargs, token, eta))
+                           "eta": armed.due, "token": armed.token, "sent_at": armed.sent_at,
+                           "publish_at": armed.publish_at, "now": current})
+    if armed.near:
+        tx.after_commit(lambda: _publish(queue, kwargs, armed.token, armed.due))
 
 
 def pending(queue: str, task_id: str) -> Task | None:
@@ -106,6 +104,10 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
             with tx.conn.begin_nested():
                 result = job(tx, task)
         except Exception as exc:  # the job's writes are rolled back to the savepoint
+            if _connection_lost(tx, exc):
+                # Nothing can be recorded on a dead connection (it would only raise
+                # PendingRollbackError); the row keeps its publish time and comes back.
+                raise
             _retry_later(tx, row, exc)
             return "failed_attempt"
         if isinstance(result, Finish):
@@ -115,34 +117,19 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
         return "rescheduled"
 
 
+_SWEEP = timers.claim_sql("stq_tasks", ("queue", "task_id"), due="eta", sent_at="sent_at",
+                          publish_at="publish_at", returning="t.queue, t.kwargs, t.token")
+
+
 def sweep_due(limit: int) -> int:
-    """Publish rows that are due (or near) and whose message is missing or presumed lost."""
-    current = now()
-    candidates = (
-        select(stq_tasks.c.queue, stq_tasks.c.task_id)
-        .where(timers.sweepable(stq_tasks.c.eta, stq_tasks.c.sent_at, current))
-        .order_by(stq_tasks.c.eta)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("candidates")
-    )
-    with transaction() as tx:
-        rows = tx.conn.execute(
-            update(stq_tasks)
-            .where(
-                and_(
-                    stq_tasks.c.queue == candidates.c.queue,
-                    stq_tasks.c.task_id == candidates.c.task_id,
-                )
-            )
-            .values(sent_at=current)
-            .returning(stq_tasks.c.queue, stq_tasks.c.kwargs, stq_tasks.c.token, stq_tasks.c.eta)
-        ).all()
-        for r in rows:
-            tx.after_commit(lambda r=r: _publish(r.queue, r.kwargs, r.token, r.eta))
-    if rows:
-        log.info("swept stq tasks", extra={"count": len(rows)})
-    return len(rows)
+    """Publish one batch of rows whose publish time has come (near, or message lost)."""
+    def publish(row: Row, countdown: float) -> None:
+        _publish(row.queue, row.kwargs, row.token, now(), countdown=countdown)
+
+    count = timers.sweep_batch(_SWEEP, limit, publish)
+    if count:
+        log.info("swept stq tasks", extra={"count": count})
+    return count
 
 
 # --- internals ----------------------------------------------------------------------------
@@ -150,16 +137,20 @@ def sweep_due(limit: int) -> int:
 
 # Constant statements: the hot path compiles nothing per call.
 _ADD = text("""
-    INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token, sent_at)
-    VALUES (:queue, :task_id, CAST(:kwargs AS jsonb), :eta, :token, :sent_at)
+    INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token, sent_at, publish_at)
+    VALUES (:queue, :task_id, CAST(:kwargs AS jsonb), :eta, :token, :sent_at, :publish_at)
     ON CONFLICT (queue, task_id) DO UPDATE SET
         kwargs = excluded.kwargs, eta = excluded.eta, token = excluded.token,
-        sent_at = excluded.sent_at, updated_at = :now
+        sent_at = excluded.sent_at, publish_at = excluded.publish_at, updated_at = :now
 """)
 _READ = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id")
 _TRY_LOCK = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id "
                  "FOR UPDATE SKIP LOCKED")
 _DELETE = text("DELETE FROM stq_tasks WHERE queue = :queue AND task_id = :task_id")
+
+
+def _connection_lost(tx: Tx, exc: Exception) -> bool:
+    return tx.conn.invalidated or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def _key(queue: str, task_id: str) -> tuple:
@@ -186,24 +177,23 @@ def _publish(
 
 def _reschedule(tx: Tx, row: Row, delay_s: float, *, reschedule: bool, **values: Any) -> None:
     current = now()
-    eta = current + timedelta(seconds=delay_s)
-    token = uuid.uuid4().hex
-    near = timers.is_near(eta)
+    armed = timers.arm(current + timedelta(seconds=delay_s), current)
     counter = row.reschedule_counter + (1 if reschedule else 0)
     tx.conn.execute(
         update(stq_tasks)
         .where(*_key(row.queue, row.task_id))
         .values(
-            eta=eta,
-            token=token,
-            sent_at=current if near else None,
+            eta=armed.due,
+            token=armed.token,
+            sent_at=armed.sent_at,
+            publish_at=armed.publish_at,
             reschedule_counter=counter,
             updated_at=current,
             **values,
         )
     )
-    if near:
-        tx.after_commit(lambda: _publish(row.queue, row.kwargs, token, eta))
+    if armed.near:
+        tx.after_commit(lambda: _publish(row.queue, row.kwargs, armed.token, armed.due))
 
 
 def _retry_later(tx: Tx, row: Row, exc: Exception) -> None:

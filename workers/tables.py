@@ -34,12 +34,21 @@ machines = Table(
     Column("timer_due_at", DateTime(timezone=True), nullable=True),
     Column("timer_token", String(36), nullable=True),
     Column("timer_sent_at", DateTime(timezone=True), nullable=True),
+    # When the sweeper next publishes the timer (migration 0006).
+    Column("timer_publish_at", DateTime(timezone=True), nullable=True),
+    # The step the timer runs: its message goes out as that step's Celery task.
+    Column("timer_step", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index(
         "machines_timer_due_idx",
         "timer_due_at",
         postgresql_where=text("timer_due_at IS NOT NULL"),
+    ),
+    Index(
+        "machines_timer_publish_idx",
+        "timer_publish_at",
+        postgresql_where=text("timer_publish_at IS NOT NULL"),
     ),
 )
 
@@ -62,10 +71,12 @@ stq_tasks = Table(
     Column("eta", DateTime(timezone=True), nullable=False),
     Column("token", String(36), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("publish_at", DateTime(timezone=True), nullable=True, server_default=text("now()")),
     Column("exec_tries", Integer, nullable=False, server_default="0"),
     Column("reschedule_counter", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index("stq_tasks_eta_idx", "eta"),
+    Index("stq_tasks_publish_idx", "publish_at", postgresql_where=text("publish_at IS NOT NULL")),
 )

@@ -1,23 +1,41 @@
-"""How a due time becomes a Celery message (ARCHITECTURE.md section 5).
+"""The timer protocol (ARCHITECTURE.md section 5): how a due time becomes a Celery message.
 
-A due time within the short-timer threshold is published now with a countdown; a later one
-stays only in PostgreSQL until the sweeper finds it near. Long ETA messages would sit in worker
-memory and be redelivered by the broker's visibility timeout, so they are never sent.
+Machines and STQ rows both carry a due time, a token, a sent mark and `publish_at`: the next
+moment the sweeper should publish the row. Arming a timer (`arm`) gives it a new token; a due
+time within the short-timer threshold is published at once with a countdown (and re-sent by
+the sweeper from `due + allowance` on if its message was lost), a later one stays only in
+PostgreSQL until the sweeper publishes it a threshold before it is due. Long ETA messages
+would sit in worker memory and be redelivered by the broker's visibility timeout, so they are
+never sent.
+
+Each re-send by the sweeper doubles the wait before the next one (capped), so a backlog
+longer than the allowance is re-sent a few times, not on every pass.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from workers.celery_app import app
+from workers.db import transaction
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+# A stored time PostgreSQL keeps but Python cannot read back (year 0 or 10000 in UTC) would
+# break every read of its row: due times are kept inside the years Python can hold.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# The longest wait between two re-sends of the same row, in redelivery allowances.
+_MAX_RESEND_ALLOWANCES = 32
 
 
 def threshold_s() -> float:
@@ -32,20 +50,50 @@ def machine_retry_limit() -> int:
     return get_settings().machine_retry_limit
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def in_range(due: datetime) -> datetime:
+    """`due` in UTC, held inside the years that read back (an offset may push it out)."""
+    try:
+        utc = due.astimezone(UTC)
+    except OverflowError:
+        return _EARLIEST if due.year < 5000 else _LATEST
+    return min(max(utc, _EARLIEST), _LATEST)
+
+
 def is_near(due: datetime) -> bool:
-    return due <= datetime.now(UTC) + timedelta(seconds=threshold_s())
+    return due <= now() + timedelta(seconds=threshold_s())
 
 
-def sweepable(due: ColumnElement, sent_at: ColumnElement, current: datetime) -> ColumnElement:
-    """The sweeper's rule for a row with a due time and a sent mark: due now or within the
-    threshold, and never sent, or sent longer ago than the redelivery allowance."""
-    horizon = current + timedelta(seconds=threshold_s())
-    lost_before = current - timedelta(seconds=allowance_s())
-    return and_(due <= horizon, sent_at.is_(None) | (func.greatest(due, sent_at) <= lost_before))
+@dataclass(frozen=True)
+class Armed:
+    """A timer as written to its row: publish it now (`near`) or leave it to the sweeper."""
+
+    due: datetime
+    token: str
+    sent_at: datetime | None
+    publish_at: datetime
+
+    @property
+    def near(self) -> bool:
+        return self.sent_at is not None
+
+
+def arm(due: datetime, current: datetime) -> Armed:
+    due = in_range(due)
+    threshold = timedelta(seconds=threshold_s())
+    if due <= current + threshold:
+        # Stamped sent before the publish happens: if we die in between, the sweeper
+        # publishes again once the allowance has passed.
+        return Armed(due, uuid.uuid4().hex, current,
+                     max(due, current) + timedelta(seconds=allowance_s()))
+    return Armed(due, uuid.uuid4().hex, None, due - threshold)
 
 
 def delay_until(due: datetime) -> float:
-    return max(0.0, (due - datetime.now(UTC)).total_seconds())
+    return max(0.0, (due - now()).total_seconds())
 
 
 def busy_delay() -> float:
@@ -68,3 +116,59 @@ def publish(task_name: str, kwargs: dict[str, Any], countdown: float) -> None:
 def publish_if_near(task_name: str, kwargs: dict[str, Any], due: datetime) -> None:
     if is_near(due):
         publish(task_name, kwargs, delay_until(due))
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+def claim_sql(table: str, key: tuple[str, ...], *, due: str, sent_at: str, publish_at: str,
+              returning: str) -> str:
+    """The sweep statement of one row kind: claim rows whose `publish_at` has come (skipping
+    rows a worker holds), stamp them sent and push `publish_at` out by a doubling wait.
+
+    The due time comes back as epoch seconds, which always read back, whatever is stored.
+    """
+    keys = ", ".join(key)
+    return f"""
+        WITH due AS (
+            SELECT {keys} FROM {table}
+            WHERE {publish_at} <= %(now)s
+            ORDER BY {publish_at}
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {table} AS t SET
+            {sent_at} = %(now)s,
+            {publish_at} = %(now)s + make_interval(secs => LEAST(%(max_wait)s, GREATEST(
+                %(allowance)s,
+                2 * EXTRACT(EPOCH FROM %(now)s - COALESCE(t.{sent_at}, %(now)s))::float8)))
+        FROM due WHERE {" AND ".join(f"t.{k} = due.{k}" for k in key)}
+        RETURNING {returning}, EXTRACT(EPOCH FROM t.{due})::float8 AS due_epoch
+    """
+
+
+def sweep_batch(sql: str, limit: int, publish_row) -> int:
+    """Claim one batch with `sql` and publish each row after commit; how many were claimed.
+
+    A row that cannot be published (bad data) is logged and skipped: it never stops the
+    others. A broker that is down stops the batch: the rows stay claimed and come back after
+    their re-send wait.
+    """
+    current = now()
+    settings = get_settings()
+    params = {"now": current, "limit": limit, "allowance": settings.redelivery_allowance_s,
+              "max_wait": settings.redelivery_allowance_s * _MAX_RESEND_ALLOWANCES}
+    with transaction() as tx:
+        rows = tx.conn.exec_driver_sql(sql, params).all()
+    for row in rows:
+        countdown = max(0.0, row.due_epoch - time.time())
+        try:
+            publish_row(row, countdown)
+        except BrokerUnavailable:
+            log.warning("broker unavailable; the sweep stops until the next pass",
+                        extra={"code": "publish_failed"})
+            break
+        except Exception:
+            log.exception("a swept row could not be published; skipped",
+                          extra={"code": "sweep_row_failed"})
+    return len(rows)

@@ -136,7 +136,8 @@ union InvoicePaymentFlow {
     2: InvoicePaymentFlowHold hold
 }
 
-/* The smallest valid payer: a disposable resource with a payment-terminal tool. */
+/* The payer: a disposable resource with a bank card (when the payment names one) or else the
+   smallest valid tool, a payment terminal. */
 
 struct ContactInfo {
     1: optional string phone_number
@@ -145,7 +146,19 @@ struct ContactInfo {
 
 struct PaymentTerminal {}
 
+struct PaymentSystemRef {
+    1: required string id
+}
+
+struct BankCard {
+    1: required string token
+    3: required string bin
+    4: required string last_digits
+    14: optional PaymentSystemRef payment_system
+}
+
 union PaymentTool {
+    2: BankCard bank_card
     3: PaymentTerminal payment_terminal
 }
 

@@ -1,12 +1,16 @@
 """An in-memory Limiter double for payment turnover limits.
 
-Limits are configured through the control API (id, currency, upper boundary). An operation
-holds the payment's cost on each limit it names; a commit moves the held amount (or the smaller
-captured cost from the context) into the committed total; a rollback releases it. A limit's
-value is committed + held, and going past the upper boundary is not an error: the caller reads
-the value and decides (wire-facts.md 3.4). Errors follow the liminator-backed limiter: an
-unknown operation is `InvalidRequest(["OperationNotFound"])`, a change already committed or
-rolled back is `InvalidRequest(["OperationAlreadyInFinalState"])`.
+Limits are configured through the control API (id, currency, upper boundary, scopes). A limit
+with scopes keeps one value per scope key, as the real limiter does: `payment_tool` counts per
+card token, `payer_contact_email` per payer email, `party`, `shop`, `provider`, `terminal` per
+that id; a payment whose context lacks a scoped value (no card for `payment_tool`) is refused
+with PaymentToolNotSupported. An operation holds the payment's cost on each limit it names; a
+commit moves the held amount (or the smaller captured cost from the context) into the
+committed total; a rollback releases it. A limit's value (per scope key) is committed + held,
+and going past the upper boundary is not an error: the caller reads the value and decides
+(wire-facts.md 3.4). Errors follow the liminator-backed limiter: an unknown operation is
+`InvalidRequest(["OperationNotFound"])`, a change already committed or rolled back is
+`InvalidRequest(["OperationAlreadyInFinalState"])`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
@@ -35,18 +39,43 @@ OPERATION_NOT_FOUND = "OperationNotFound"
 ALREADY_FINAL = "OperationAlreadyInFinalState"
 
 
+SCOPES = ("party", "shop", "payment_tool", "payer_contact_email", "provider", "terminal")
+
+
 @dataclass
-class _Limit:
-    id: str
-    currency: str
-    upper_boundary: int | None
-    description: str | None = None
+class _Totals:
     committed: int = 0
     held: int = 0
 
     @property
     def value(self) -> int:
         return self.committed + self.held
+
+
+@dataclass
+class _Limit:
+    id: str
+    currency: str
+    upper_boundary: int | None
+    description: str | None = None
+    scopes: tuple[str, ...] = ()
+    buckets: dict[str, _Totals] = field(default_factory=dict)  # scope key -> its totals
+
+    def bucket(self, key: str) -> _Totals:
+        return self.buckets.setdefault(key, _Totals())
+
+    @property
+    def committed(self) -> int:
+        return sum(b.committed for b in self.buckets.values())
+
+    @property
+    def held(self) -> int:
+        return sum(b.held for b in self.buckets.values())
+
+    @property
+    def value(self) -> int:
+        """The highest value of any scope key (the one that would overflow first)."""
+        return max((b.value for b in self.buckets.values()), default=0)
 
     def to_thrift(self, amount: int | None = None) -> Any:
         return limiter_thrift.Limit(id=self.id, amount=self.value if amount is None else amount,
@@ -57,8 +86,9 @@ class _Limit:
 class _Change:
     state: str
     held: int
+    bucket: str = ""
     committed: int = 0
-    value_after: int = 0  # the limit's value right after this change's last step
+    value_after: int = 0  # the value of the change's scope key right after its last step
 
 
 @dataclass
@@ -71,6 +101,38 @@ class _OperationCash:
     cost: int
     currency: str
     captured: int | None
+    scope_values: dict[str, str | None] = field(default_factory=dict)
+
+    def key(self, limit: _Limit) -> str:
+        """The limit's scope key for this payment; refused when the payment lacks a value."""
+        parts = []
+        for scope in limit.scopes:
+            value = self.scope_values.get(scope)
+            if value is None:
+                if scope == "payment_tool":
+                    raise limiter_thrift.PaymentToolNotSupported(payment_tool="payment_terminal")
+                raise _invalid_request(f"the context carries no {scope} for limit {limit.id}")
+            parts.append(f"{scope}={value}")
+        return "|".join(parts)
+
+
+def _scope_values(invoice: Any, payment: Any) -> dict[str, str | None]:
+    domain_invoice = invoice.invoice
+    route = invoice.payment.route
+    resource = payment.payer.payment_resource if payment.payer else None
+    tool = resource.resource.payment_tool if resource and resource.resource else None
+    card = tool.bank_card if tool else None
+    contact = resource.contact_info if resource else None
+    return {
+        "party": domain_invoice.party_ref.id if domain_invoice and domain_invoice.party_ref
+        else None,
+        "shop": domain_invoice.shop_ref.id if domain_invoice and domain_invoice.shop_ref
+        else None,
+        "payment_tool": card.token if card else None,
+        "payer_contact_email": contact.email if contact else None,
+        "provider": str(route.provider.id) if route and route.provider else None,
+        "terminal": str(route.terminal.id) if route and route.terminal else None,
+    }
 
 
 def _invalid_request(*errors: str) -> Exception:
@@ -95,6 +157,7 @@ def _operation_cash(context: Any) -> _OperationCash:
     return _OperationCash(
         cost=payment.cost.amount, currency=payment.cost.currency.symbolic_code,
         captured=None if captured_cost is None else captured_cost.amount,
+        scope_values=_scope_values(invoice, payment),
     )
 
 
@@ -112,15 +175,16 @@ class LimiterState:
             self._operations = {}
 
     def configure_limit(self, limit_id: str, currency: str, upper_boundary: int | None = None,
-                        description: str | None = None) -> None:
+                        description: str | None = None, scopes: Sequence[str] = ()) -> None:
         """Create a limit or change its settings (its totals stay)."""
         with self._lock:
             limit = self._limits.get(limit_id)
             if limit is None:
-                self._limits[limit_id] = _Limit(limit_id, currency, upper_boundary, description)
+                self._limits[limit_id] = _Limit(limit_id, currency, upper_boundary, description,
+                                                tuple(scopes))
             else:
                 limit.currency, limit.upper_boundary = currency, upper_boundary
-                limit.description = description
+                limit.description, limit.scopes = description, tuple(scopes)
 
     # --- Thrift methods ---
 
@@ -132,12 +196,14 @@ class LimiterState:
             held_before = [operation.changes.get(limit.id) for limit in limits]
             if any(change is not None and change.state != HOLD for change in held_before):
                 raise _invalid_request(ALREADY_FINAL)
+            keys = [cash.key(limit) for limit in limits]  # refused before anything is held
             self._operations[request.operation_id] = operation
-            for limit in limits:
+            for limit, key in zip(limits, keys, strict=True):
                 if limit.id not in operation.changes:  # a repeated hold changes nothing
-                    limit.held += cash.cost
-                    operation.changes[limit.id] = _Change(HOLD, held=cash.cost,
-                                                          value_after=limit.value)
+                    bucket = limit.bucket(key)
+                    bucket.held += cash.cost
+                    operation.changes[limit.id] = _Change(HOLD, held=cash.cost, bucket=key,
+                                                          value_after=bucket.value)
             return [limit.to_thrift(operation.changes[limit.id].value_after) for limit in limits]
 
     def commit_batch(self, request: Any, context: Any) -> None:
@@ -156,23 +222,27 @@ class LimiterState:
             for limit, change in zip(limits, changes, strict=True):
                 if change.state == HOLD:
                     amount = change.held if cash.captured is None else cash.captured
-                    limit.held -= change.held
-                    limit.committed += amount
+                    bucket = limit.bucket(change.bucket)
+                    bucket.held -= change.held
+                    bucket.committed += amount
                     change.state, change.committed = COMMIT, amount
-                    change.value_after = limit.value
+                    change.value_after = bucket.value
 
     def rollback_batch(self, request: Any, context: Any) -> None:
         cash = _operation_cash(context)
         with self._lock:
-            self._limits_for(request, cash.currency)  # the hold's business errors, repeated
+            # The hold's business errors, repeated.
+            for limit in self._limits_for(request, cash.currency):
+                cash.key(limit)
             limits, changes = self._changes_for(request)
             if any(change.state == COMMIT for change in changes):
                 raise _invalid_request(ALREADY_FINAL)
             for limit, change in zip(limits, changes, strict=True):
                 if change.state == HOLD:
-                    limit.held -= change.held
+                    bucket = limit.bucket(change.bucket)
+                    bucket.held -= change.held
                     change.state = ROLLBACK
-                    change.value_after = limit.value
+                    change.value_after = bucket.value
 
     def get_batch(self, request: Any, context: Any) -> list[Any]:
         with self._lock:
@@ -183,8 +253,10 @@ class LimiterState:
             return [limit.to_thrift(operation.changes[limit.id].value_after) for limit in limits]
 
     def get_values(self, request: Any, context: Any) -> list[Any]:
+        cash = _operation_cash(context)
         with self._lock:
-            return [self._limit(change.id).to_thrift() for change in request.limit_changes]
+            limits = [self._limit(change.id) for change in request.limit_changes]
+            return [limit.to_thrift(limit.bucket(cash.key(limit)).value) for limit in limits]
 
     def get(self, id: str, clock: Any, context: Any) -> Any:  # noqa: A002 - the IDL's name
         with self._lock:
@@ -199,7 +271,9 @@ class LimiterState:
                 "limits": {limit.id: {
                     "currency": limit.currency, "upper_boundary": limit.upper_boundary,
                     "description": limit.description, "committed": limit.committed,
-                    "held": limit.held, "amount": limit.value,
+                    "held": limit.held, "amount": limit.value, "scopes": list(limit.scopes),
+                    "buckets": {key: {"committed": b.committed, "held": b.held}
+                                for key, b in limit.buckets.items()},
                     "overflow": limit.upper_boundary is not None
                     and limit.value > limit.upper_boundary,
                 } for limit in self._limits.values()},
@@ -244,6 +318,7 @@ class LimitConfig(BaseModel):
     currency: StrictStr = Field(min_length=1)
     upper_boundary: StrictInt | None = None
     description: StrictStr | None = None
+    scopes: list[Literal[SCOPES]] = Field(default_factory=list)  # type: ignore[valid-type]
 
 
 def create_app(state: LimiterState | None = None, faults: Faults | None = None) -> WoodyApp:
@@ -263,7 +338,8 @@ def create_app(state: LimiterState | None = None, faults: Faults | None = None) 
 
     async def configure_limit(request: Request) -> JSONResponse:
         body = await parse_control_body(request, LimitConfig)
-        state.configure_limit(body.id, body.currency, body.upper_boundary, body.description)
+        state.configure_limit(body.id, body.currency, body.upper_boundary, body.description,
+                              body.scopes)
         return JSONResponse(body.model_dump(), status_code=201)
 
     return create_woody_app(limiter_thrift.Limiter, handlers, faults, calls, control=[

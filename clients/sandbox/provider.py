@@ -39,8 +39,27 @@ class _Cost(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
+class _Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider_id: StrictInt
+    terminal_id: StrictInt
+
+
+class _CartLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str = Field(min_length=1)
+    quantity: StrictInt = Field(gt=0)
+    price: _Cost
+
+
+class _Cart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[_CartLine] = Field(min_length=1)
+
+
 class ProcessRequest(BaseModel):
-    """The body of `POST /v1/sessions/process` (unknown fields ignored, as a peer would)."""
+    """The body of `POST /v1/sessions/process` (unknown fields ignored, as a peer would; the
+    known optional ones are checked: route, reason, cart, trx_extra)."""
 
     model_config = ConfigDict(extra="ignore")
     session_id: str = Field(min_length=1)
@@ -49,6 +68,10 @@ class ProcessRequest(BaseModel):
     payment_id: str = Field(min_length=1)
     cost: _Cost
     trx_id: str | None = None
+    route: _Route | None = None
+    reason: str | None = None
+    cart: _Cart | None = None
+    trx_extra: dict[str, str] | None = None
 
 
 class FailureSpec(BaseModel):

@@ -11,9 +11,10 @@ Answers follow CONTRACT.md: the same operation id again is 200 with no new opera
 version (or an update while one is in progress) is 409, an unknown invoice 404, a negative or
 malformed amount 400. Every amount is a decimal string in both directions.
 
-Control API under `/_sandbox/`: `invoices` (create or replace an invoice, its cleared items and
-cashback state), `settings` (delay, outcomes), `state` (invoices with operations, plus the log of
-every update call), `reset`, `faults` (clients/sandbox/json_peer.py says what each fault does;
+Control API under `/_sandbox/`: `invoices` (create or replace an invoice: its `sum_to_pay`,
+`held` and `cleared` sums per payment type with their items, and its cashback state),
+`settings` (delay, outcomes), `state` (invoices with operations, plus the log of every update
+call), `reset`, `faults` (clients/sandbox/json_peer.py says what each fault does;
 the `match` operations are "invoice/retrieve" and "cashback/update").
 """
 
@@ -27,7 +28,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -171,8 +180,20 @@ class _UpdateBody(_Strict):
 
 class _ItemSeed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: StrictStr
+    item_id: StrictStr  # e.g. "ride", "tips", "cashback" (what the user paid with points)
     amount: StrictStr
+
+    @field_validator("amount")
+    @classmethod
+    def _decimal_string(cls, amount: str) -> str:
+        # A seed the client could not parse would test the seed, not the service; a negative
+        # item (a refund line) is allowed.
+        try:
+            if Decimal(amount).is_finite():
+                return amount
+        except InvalidOperation:
+            pass
+        raise ValueError(f"item amount must be a finite decimal string, got {amount!r}")
 
 
 class _PaymentItemsSeed(BaseModel):

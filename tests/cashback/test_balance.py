@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cashback.balance import BALANCE_QUEUE, cache
+from cashback.balance import BALANCE_QUEUE, BalanceChanged, cache
 from tests.cashback.conftest import YANDEX_UID
 from tests.support.waiting import wait_for
 from workers import stq
@@ -108,3 +108,41 @@ def test_a_signed_but_bad_body_is_refused_with_a_code(api, wallet_id, body_chang
 
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
     assert stq.pending(BALANCE_QUEUE, f"{wallet_id}/1") is None
+
+
+# Doubles hold every integer only up to 2**53: above it neighbours compare equal (or worse).
+BIG = 2**53
+
+
+@pytest.mark.parametrize(("first", "then", "applied"), [
+    (BIG, BIG + 1, "newer"),  # as doubles: the same number
+    (BIG + 3, BIG + 4, "newer"),
+    (BIG + 4, BIG + 3, "older"),
+    (BIG + 1, BIG + 1, "same"),
+    (2**63 - 2, 2**63 - 1, "newer"),
+    (9, 10, "newer"),  # more digits is larger, though "10" < "9" as text
+    (10, 9, "older"),
+    (0, 1, "newer"),
+])
+def test_the_cache_compares_versions_exactly(broker, wallet_id, first, then, applied):
+    balances = cache()
+    assert balances.apply(BalanceChanged(**change(wallet_id, "1", first))).value == "newer"
+
+    result = balances.apply(BalanceChanged(**change(wallet_id, "2", then)))
+
+    assert result.value == applied
+    expected = (str(then), "2") if applied == "newer" else (str(first), "1")
+    entry = balances.get(wallet_id)
+    assert (entry["version"], entry["balance"]) == expected
+
+
+def test_a_version_above_2_53_is_pushed_once_and_its_successor_too(running_worker, api, peers,
+                                                                  wallet_id):
+    post_callback(api, change(wallet_id, "1", BIG))
+    wait_for(lambda: pushes(peers, wallet_id), what="the first push")
+
+    post_callback(api, change(wallet_id, "2", BIG + 1))
+
+    wait_for(lambda: len(pushes(peers, wallet_id)) == 2, what="the push of the next version")
+    assert cache().get(wallet_id)["version"] == str(BIG + 1)
+    assert [p["payload"]["version"] for p in pushes(peers, wallet_id)] == [BIG, BIG + 1]

@@ -147,3 +147,45 @@ def test_an_invoice_that_took_this_version_yet_differs_fails_visibly():
 def test_a_missing_invoice_is_awaited_a_bounded_number_of_times():
     assert [type(on_missing_invoice("o1", n, POLICY)) for n in range(5)] == [
         Wait, Wait, Wait, Fail, Fail]
+
+
+# --- operator retries: `<order_id>/v<version>/manual/<n>`, one operation past the limit each ---
+
+EXHAUSTED = [(f"x{n}", "failed", NOW - timedelta(hours=1)) for n in range(4)] + [
+    ("o1/v2", "failed", NOW - timedelta(hours=1))]
+MANUAL = ChargeTarget("o1", 2, ORDER.target, manual=1)
+
+
+@pytest.mark.parametrize(("order", "state", "operations", "expected"), [
+    pytest.param(MANUAL, "failed", EXHAUSTED, Update("o1/v2/manual/1", 7, dict(ORDER.target)),
+                 id="exhausted-invoice-takes-one-more-at-once"),
+    pytest.param(MANUAL, "failed", EXHAUSTED + [("o1/v2/manual/1", "failed", NOW)],
+                 "retries_exhausted", id="the-manual-try-failed-too"),
+    pytest.param(ChargeTarget("o1", 2, ORDER.target, manual=2), "failed",
+                 EXHAUSTED + [("o1/v2/manual/1", "failed", NOW)],
+                 Update("o1/v2/manual/2", 7, dict(ORDER.target)), id="second-operator-retry"),
+    pytest.param(MANUAL, "success", [("o1/v2", "done", NOW)],
+                 Update("o1/v2/manual/1", 7, dict(ORDER.target)),
+                 id="took-the-version-yet-differs-gets-the-manual-id"),
+    pytest.param(MANUAL, "success", [("o1/v2", "done", NOW), ("o1/v2/manual/1", "done", NOW)],
+                 "target_not_reached", id="manual-id-taken-yet-differs"),
+    pytest.param(MANUAL, "init", [], Update("o1/v2/manual/1", 7, dict(ORDER.target)),
+                 id="never-sent-goes-under-the-manual-id"),
+    pytest.param(MANUAL, "failed", [("o1/v2/manual/1", "failed", NOW - timedelta(hours=1))],
+                 Update("o1/v2/retry/1", 7, dict(ORDER.target)),
+                 id="below-the-limit-a-failed-manual-try-is-retried-as-usual"),
+])
+def test_an_operator_retry_sends_its_manual_id_once(order, state, operations, expected):
+    decision = decide(order, invoice(state, operations=operations, rewarded={"user": "1"}),
+                      NOW, POLICY)
+
+    if isinstance(expected, str):
+        assert isinstance(decision, Fail) and decision.reason == expected, decision
+    else:
+        assert decision == expected
+
+
+def test_an_operator_retry_of_a_charged_target_is_done_without_sending():
+    rewarded = {"user": "100", "service": "50"}
+
+    assert decide(MANUAL, invoice("success", rewarded=rewarded), NOW, POLICY) == Done()

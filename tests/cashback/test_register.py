@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from cashback.queues import CHARGE_QUEUE
 from cashback.tables import order_clears
-from tests.cashback.conftest import SERVICE, register, register_body, view
+from tests.cashback.conftest import SERVICE, register, register_body, view, wait_status
+from tests.support.waiting import wait_for
 from workers import stq
 from workers.db import transaction
 from workers.tables import stq_tasks
@@ -26,13 +27,13 @@ def test_a_new_order_starts_at_version_1_pending_with_its_charge_queued(api, tra
     # An invoice busy with another operation: a running worker may poll, never send.
     transactions.seed(new_order_id, cashback={"status": "in-progress", "version": 2})
 
-    answer = register(api, new_order_id, {"user": "100", "service": "50.5"})
+    answer = register(api, new_order_id, {"user": "100", "service": "50.70"})
 
     assert answer == {"need_processing": True, "version": 1}
     order = view(api, new_order_id)
     assert order["version"] == 1
     assert order["currency"] == "RUB"
-    assert values(order) == {"user": "100.00", "service": "50.50"}
+    assert values(order) == {"user": "100", "service": "50"}, "RUB cashback is whole units"
     assert order["charge_status"] == "pending"
     assert order["last_operation_id"] is None and order["error"] is None
     task = charge_task(new_order_id)
@@ -46,8 +47,7 @@ def test_named_sources_take_the_new_value_and_others_keep_theirs(api, new_order_
     answer = register(api, new_order_id, {"user": "40", "promo": "0"})
 
     assert answer == {"need_processing": True, "version": 2}
-    assert values(view(api, new_order_id)) == {"user": "40.00", "service": "50.00",
-                                               "promo": "0.00"}
+    assert values(view(api, new_order_id)) == {"user": "40", "service": "50", "promo": "0"}
 
 
 def test_a_register_that_changes_nothing_keeps_the_version_and_one_pending_task(
@@ -75,7 +75,7 @@ def test_the_version_the_caller_saw_must_match(api, new_order_id):
     assert stale.status_code == 409
     assert stale.json()["code"] == "version_mismatch"
     assert current.json() == {"need_processing": True, "version": 2}
-    assert values(view(api, new_order_id)) == {"user": "2.00"}
+    assert values(view(api, new_order_id)) == {"user": "2"}
 
 
 def test_a_new_order_with_a_version_other_than_0_is_a_mismatch(api, new_order_id):
@@ -156,3 +156,58 @@ def test_the_api_needs_the_bearer_token(api, new_order_id):
 
     assert (response.status_code, response.json()["code"]) == (401, "unauthorized")
     assert charge_task(new_order_id) is None
+
+
+@pytest.mark.parametrize(("currency", "given", "stored"), [
+    ("RUB", "50.70", "50"),  # Plus points in RUB are whole: rounded DOWN, never up
+    ("RUB", "50.99", "50"),
+    ("BYN", "50.75", "50.7"),
+    ("USD", "50.75", "50.75"),  # not in CASHBACK_PRECISION: its ISO minor unit
+    ("JPY", "50", "50"),
+])
+def test_values_are_rounded_down_to_the_cashback_precision(api, new_order_id, currency, given,
+                                                           stored):
+    register(api, new_order_id, {"user": given}, currency=currency)
+
+    assert values(view(api, new_order_id)) == {"user": stored}
+
+
+@pytest.mark.parametrize(("currency", "value"), [("RUB", "50.701"), ("BYN", "0.001"),
+                                                 ("JPY", "1.5")])
+def test_a_value_finer_than_the_minor_unit_is_still_refused(api, new_order_id, currency,
+                                                            value):
+    response = api.post("/v1/cashback/register", json=register_body(
+        new_order_id, {"user": value}, currency=currency))
+
+    assert (response.status_code, response.json()["code"]) == (400, "too_precise")
+
+
+def test_registers_that_round_alike_change_nothing_and_charge_once(
+        running_worker, api, transactions, new_order_id):
+    transactions.seed(new_order_id)
+
+    first = register(api, new_order_id, {"user": "50.70", "service": "10.01"})
+    wait_status(api, new_order_id, "charged")
+    second = register(api, new_order_id, {"user": "50.20", "service": "10.99"})
+    wait_for(lambda: charge_task(new_order_id) is None, what="the charge task to finish")
+
+    assert first == second == {"need_processing": True, "version": 1}
+    order = view(api, new_order_id)
+    assert (order["version"], order["charge_status"]) == (1, "charged")
+    assert values(order) == {"user": "50", "service": "10"}
+    [sent] = transactions.updates(new_order_id, outcome=None)
+    assert sent["operation_id"] == f"{new_order_id}/v1"
+
+
+@pytest.mark.parametrize(("given", "sent"), [(None, "card"), ("food_payment", "food_payment")])
+def test_the_billing_service_defaults_to_the_services_setting(running_worker, api,
+                                                             transactions, new_order_id,
+                                                             given, sent):
+    transactions.seed(new_order_id)
+    extra = {} if given is None else {"billing_service": given}
+
+    register(api, new_order_id, {"user": "1"}, **extra)
+
+    wait_status(api, new_order_id, "charged")
+    [update] = transactions.updates(new_order_id)
+    assert update["body"]["billing_service"] == sent  # CASHBACK_BILLING_SERVICES: taxi=card

@@ -180,3 +180,23 @@ def test_context_sets_every_required_field_and_captured_cost_only_on_commit() ->
 def test_bad_hold_flow_is_refused_before_any_call() -> None:
     with pytest.raises(ValueError):
         dataclasses.replace(_context(), flow_hold=("refund", "2026-05-25T12:00:00Z"))
+
+
+def test_the_payer_travels_as_a_bank_card_with_contacts_and_stays_valid_without_one() -> None:
+    from clients.limiter import BankCard, Payer
+
+    payer = Payer(BankCard("tok-1", bin="424242", last_digits="4242", payment_system="visa"),
+                  email="a@example.com", phone_number="+70000000000")
+    context = limit_context(dataclasses.replace(_context(), payer=payer))
+    assert missing_required(context, "context") == []
+    resource = context.payment_processing.invoice.payment.payment.payer.payment_resource
+    card = resource.resource.payment_tool.bank_card
+    assert (card.token, card.bin, card.last_digits, card.payment_system.id) == (
+        "tok-1", "424242", "4242", "visa")
+    assert (resource.contact_info.email, resource.contact_info.phone_number) == (
+        "a@example.com", "+70000000000")
+
+    bare = limit_context(dataclasses.replace(_context(), payer=Payer(BankCard("tok-2"))))
+    assert missing_required(bare, "context") == [], "bin and last digits the IDL requires"
+    none = limit_context(_context()).payment_processing.invoice.payment.payment.payer
+    assert none.payment_resource.resource.payment_tool.payment_terminal is not None

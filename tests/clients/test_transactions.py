@@ -178,3 +178,31 @@ def test_a_peer_that_keeps_failing_is_unavailable_after_the_attempts(transaction
         client.retrieve_invoice("order-1")
 
     assert transactions.control("faults", method="GET")["injected"] == {"503": 3}
+
+
+def test_retrieve_keeps_held_and_cleared_per_payment_type_with_their_items(transactions,
+                                                                           client):
+    cleared = [{"payment_type": "card", "items": [
+                   {"item_id": "ride", "amount": "1000"}, {"item_id": "cashback", "amount": "100"},
+                   {"item_id": "tips", "amount": "20"}]},
+               {"payment_type": "applepay", "items": [{"item_id": "ride", "amount": "280.5"}]}]
+    held = [{"payment_type": "card", "items": [{"item_id": "ride", "amount": "100"}]}]
+    transactions.seed("order-1", cleared=cleared, held=held, sum_to_pay=cleared)
+
+    invoice = client.retrieve_invoice("order-1")
+
+    def sums(payments) -> list[tuple[str, list[tuple[str, Decimal]]]]:
+        return [(p.payment_type, [(i.item_id, i.amount) for i in p.items]) for p in payments]
+
+    assert sums(invoice.cleared) == [
+        ("card", [("ride", Decimal(1000)), ("cashback", Decimal(100)), ("tips", Decimal(20))]),
+        ("applepay", [("ride", Decimal("280.5"))])]
+    assert sums(invoice.held) == [("card", [("ride", Decimal(100))])]
+    assert sums(invoice.sum_to_pay) == sums(invoice.cleared)
+
+
+@pytest.mark.parametrize("amount", ["abc", "NaN", "Infinity", ""])
+def test_the_sandbox_refuses_an_invoice_item_the_client_could_not_parse(transactions, amount):
+    with pytest.raises(AssertionError, match="400"):
+        transactions.seed("order-1", cleared=[{"payment_type": "card", "items": [
+            {"item_id": "ride", "amount": amount}]}])

@@ -1,4 +1,5 @@
-"""Cash flow computation: integer shares rounded half towards zero, fixed volumes, reverts."""
+"""Cash flow computation: integer shares rounded half away from or towards zero, fixed and
+product volumes, reverts."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ MERCHANT = CashFlowAccount(2, "merchant.settlement")
 SYSTEM = CashFlowAccount(3, "system.settlement")
 EXTERNAL = CashFlowAccount(4, "external.outcome")
 
+TOWARDS = "round_half_towards_zero"
 TEMPLATE = (
-    PostingTemplate(PROVIDER, MERCHANT, ShareVolume(Share(1, 1)), "payment amount"),
-    PostingTemplate(MERCHANT, SYSTEM, ShareVolume(Share(3, 100)), "system fee"),
+    PostingTemplate(PROVIDER, MERCHANT, ShareVolume(Share(1, 1, TOWARDS)), "payment amount"),
+    PostingTemplate(MERCHANT, SYSTEM, ShareVolume(Share(3, 100, TOWARDS)), "system fee"),
     PostingTemplate(SYSTEM, EXTERNAL, FixedVolume(Money(15, "RUB")), "acquiring fee"),
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -15,13 +15,15 @@ from payments.cashflow import (
     ShareVolume,
     compute,
 )
-from payments.decisions import CaptureCommand
+from payments.decisions import CaptureCommand, RepairCommand
 from payments.errors import (
     AmountExceedsPayment,
     InconsistentCurrency,
     InvalidAmount,
     InvalidCart,
+    InvalidHoldLifetime,
     InvalidPaymentState,
+    RepairNotApplicable,
 )
 from payments.events import (
     InvalidHistory,
@@ -29,6 +31,8 @@ from payments.events import (
     LimitsHeld,
     PlanBatchHeld,
     PlanCommitted,
+    Repaired,
+    RollbackStarted,
     SessionFinished,
     SessionStarted,
     StatusChanged,
@@ -39,6 +43,7 @@ from payments.model import (
     PROCESSED,
     Cart,
     CartLine,
+    Failure,
     HoldFlow,
     PaymentRequest,
     Route,
@@ -72,6 +77,7 @@ def request(flow: HoldFlow | None = None, **changes) -> PaymentRequest:
 
 
 HOLD = HoldFlow("cancel", NOW + timedelta(days=1))
+WINDOW = 30 * 86400  # the default MAX_HOLD_LIFETIME_S
 
 
 def roundtrip(changes):
@@ -81,7 +87,7 @@ def roundtrip(changes):
 
 def held() -> list:
     """A hold payment after its processing_accounter step."""
-    changes = decisions.start(request(HOLD), NOW)
+    changes = decisions.start(request(HOLD), NOW, WINDOW)
     cash_flow = fold(changes).cash_flow
     return changes + [LimitsHeld("op"), PlanBatchHeld("inv-1.1.1", 1, cash_flow),
                       StatusChanged(PROCESSED)]
@@ -103,7 +109,7 @@ def test_an_unknown_change_version_is_refused():
 
 
 def test_a_registered_payment_starts_in_processing_capture_with_a_timeout_capture():
-    state = fold(roundtrip(decisions.start(request(), NOW)))
+    state = fold(roundtrip(decisions.start(request(), NOW, WINDOW)))
     assert state.activity == "processing_capture"
     assert state.status == PROCESSED
     assert state.capture.reason == "Timeout" and state.capture.cost == Money(1000, "RUB")
@@ -115,7 +121,7 @@ def test_a_registered_payment_starts_in_processing_capture_with_a_timeout_captur
 
 
 def test_a_registered_payment_folds_to_captured():
-    start = decisions.start(request(), NOW)
+    start = decisions.start(request(), NOW, WINDOW)
     state = fold(start)
     target = Target.captured(state.capture)
     state = fold([LimitsHeld("op"), PlanBatchHeld("inv-1.1.1", 1, state.cash_flow),
@@ -173,7 +179,8 @@ def test_cancel_starts_a_cancel_session():
 @pytest.mark.parametrize(("on_expiration", "target"), [("cancel", "cancelled"),
                                                         ("capture", "captured")])
 def test_an_expired_hold_does_what_the_flow_says(on_expiration, target):
-    changes = decisions.start(request(HoldFlow(on_expiration, NOW)), NOW)
+    flow = HoldFlow(on_expiration, NOW + timedelta(seconds=1))
+    changes = decisions.start(request(flow), NOW, WINDOW)
     state = fold(changes + [StatusChanged(PROCESSED)])
     state = fold(decisions.hold_expired(state), state)
     assert (state.target.status, state.target.reason) == (target, "Timeout")
@@ -195,7 +202,7 @@ def test_bad_captures_are_refused(command, error):
 
 
 def test_capture_and_cancel_need_flow_waiting():
-    registered = fold(decisions.start(request(), NOW))
+    registered = fold(decisions.start(request(), NOW, WINDOW))
     with pytest.raises(InvalidPaymentState):
         decisions.capture(registered, CaptureCommand("again"))
     with pytest.raises(InvalidPaymentState):
@@ -214,3 +221,89 @@ def test_changes_out_of_order_are_invalid_history(bad):
 def test_a_batch_held_twice_is_invalid_history():
     with pytest.raises(InvalidHistory):
         fold(held() + [PlanBatchHeld("inv-1.1.1", 1, compute(TEMPLATE, Money(1, "RUB")))])
+
+
+# --- failures and repairs ---------------------------------------------------------------------
+
+OVERFLOW = Failure("limit_overflow", "daily: 1000 > 999")
+
+
+def _in_session() -> list:
+    """A held payment whose total capture session has started."""
+    changes = held()
+    return changes + decisions.capture(fold(changes), CaptureCommand("all"))
+
+
+def test_a_refused_hold_rolls_back_then_fails():
+    changes = decisions.start(request(HOLD), NOW, WINDOW) + [LimitsHeld("op"),
+                                                             RollbackStarted(OVERFLOW)]
+    state = fold(roundtrip(changes))
+    assert (state.activity, state.failure) == ("processing_failure", OVERFLOW)
+    state = fold([StatusChanged(Status.failed(OVERFLOW))], state)
+    assert (state.activity, state.status.status, state.status.failure) == (
+        "idle", "failed", OVERFLOW)
+
+
+@pytest.mark.parametrize("extra", [
+    [RollbackStarted(OVERFLOW)],  # flow_waiting: the hold went through
+    [StatusChanged(Status.failed(OVERFLOW))],  # failed without a rollback first
+])
+def test_a_failure_out_of_place_is_invalid_history(extra):
+    with pytest.raises(InvalidHistory):
+        fold(held() + extra)
+
+
+def test_a_failed_session_keeps_the_activity_until_the_rollback_starts():
+    target = fold(_in_session()).target
+    failed = SessionFinished(target, "failed", failure=OVERFLOW)
+    state = fold(roundtrip(_in_session() + [failed]))
+    assert state.activity == "finalizing_session" and state.session.status == "failed"
+    assert fold([RollbackStarted(OVERFLOW)], state).activity == "processing_failure"
+    with pytest.raises(InvalidHistory):
+        fold(_in_session() + [RollbackStarted(OVERFLOW)])  # the session has not failed
+    with pytest.raises(InvalidHistory):
+        fold([SessionFinished(target)], state)  # a failed session does not finish again
+
+
+def test_session_repairs_fit_only_an_open_session():
+    state = fold(_in_session())
+    fulfilled = decisions.repair(state, RepairCommand("fulfill_session", trx_id="t-1",
+                                                      operator="op", reason="why"))
+    assert fulfilled == [Repaired("fulfill_session", "op", "why"),
+                         SessionFinished(state.target, trx_id="t-1")]
+    assert fold(fulfilled, state).activity == "finalizing_accounter"
+    failed = decisions.repair(state, RepairCommand("fail_session", failure=OVERFLOW))
+    assert fold(failed, state).activity == "processing_failure"
+    for elsewhere in (fold(held()), fold(decisions.start(request(), NOW, WINDOW))):
+        with pytest.raises(RepairNotApplicable):
+            decisions.repair(elsewhere, RepairCommand("fulfill_session"))
+    assert decisions.repair(fold(held()), RepairCommand("resume")) == [Repaired("resume")]
+    assert fold([Repaired("resume")], state) == state, "a repair record changes no state"
+
+
+def test_the_hold_window_is_exclusive_of_now_and_inclusive_of_its_end():
+    def start(held_until):
+        return decisions.start(request(HoldFlow("cancel", held_until)), NOW, WINDOW)
+
+    start(NOW + timedelta(microseconds=1))
+    start(NOW + timedelta(seconds=WINDOW))
+    for held_until in (NOW, NOW - timedelta(days=1), NOW + timedelta(seconds=WINDOW,
+                                                                     microseconds=1),
+                       datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))):
+        with pytest.raises(InvalidHoldLifetime):
+            start(held_until)
+
+
+def test_a_cart_without_a_cost_captures_the_cart_total():
+    cart = Cart((CartLine("tea", 2, Money(150, "RUB")), CartLine("cake", 1, Money(100, "RUB"))))
+    changes = decisions.capture(fold(held()), CaptureCommand("cart", None, cart))
+    state = fold(changes, fold(held()))
+    assert state.capture.cost == Money(400, "RUB") and state.capture.cart == cart
+    assert state.activity == "updating_accounter", "400 of 1000: a partial capture"
+    whole = Cart((CartLine("tea", 4, Money(250, "RUB")),))
+    state = fold(decisions.capture(fold(held()), CaptureCommand("cart", None, whole)),
+                 fold(held()))
+    assert state.activity == "finalizing_session" and state.target.cost == Money(1000, "RUB")
+    with pytest.raises(AmountExceedsPayment):
+        decisions.capture(fold(held()), CaptureCommand(
+            "cart", None, Cart((CartLine("gold", 2, Money(600, "RUB")),))))

@@ -281,7 +281,7 @@ def held(on_expiration: str = "cancel") -> list[Change]:
         invoice_id="inv-1", payment_id="1", party_id="party", shop_id="shop", cost=COST,
         route=Route(10, 20), cash_flow=TEMPLATE,
         flow=HoldFlow(on_expiration, NOW + timedelta(days=1)))
-    return [*decisions.start(request, NOW), LimitsHeld("op"),
+    return [*decisions.start(request, NOW, max_hold_lifetime_s=30 * 24 * 3600), LimitsHeld("op"),
             PlanBatchHeld("inv-1.1.1", 1, CASH_FLOW), StatusChanged(PROCESSED)]
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from pathlib import Path
 
-import redis
 from sqlalchemy import select, update
 
 from tests.support import toys
+from tests.support.broker import TestBroker
 from workers import machines
 from workers.db import transaction
 from workers.tables import machines as machines_table
@@ -50,29 +48,13 @@ def set_timer_due_now(machine_id: str) -> None:
         tx.conn.execute(
             update(machines_table)
             .where(machines_table.c.namespace == toys.NAME, machines_table.c.id == machine_id)
-            .values(timer_due_at=machines.now())
+            .values(timer_due_at=machines.now(), timer_publish_at=machines.now())
         )
 
 
-def broker_messages(client: redis.Redis) -> list[dict]:
-    """Every message sitting in the broker: queued lists and unacked (including ETA) ones."""
-    found = []
-    for key in client.keys("*"):
-        kind = client.type(key)
-        if kind == b"list":
-            found += [json.loads(m) for m in client.lrange(key, 0, -1)]
-        elif kind == b"hash" and key == b"unacked":
-            found += [json.loads(v)[0] for v in client.hvals(key)]
-    return found
-
-
-def messages_with(client: redis.Redis, text: str) -> list[dict]:
+def messages_with(broker: TestBroker, text: str) -> list[str]:
     """Broker messages whose body mentions `text` (a machine id, a marker)."""
-    return [m for m in broker_messages(client) if text in _decode_body(m)]
-
-
-def _decode_body(message: dict) -> str:
-    return base64.b64decode(message["body"]).decode()
+    return broker.messages_with(text)
 
 
 def rejections(log: Path, code: str, marker: str) -> list[str]:

@@ -42,7 +42,7 @@ def test_kills_and_flushes_lose_and_double_nothing(running_worker, broker):
             if random.random() < 0.5:
                 running_worker.kill()
             else:
-                broker.flushdb()
+                broker.flush()
             if not running_worker.alive:
                 running_worker.start()
         wait_for(lambda: all(finished(m, TARGET) for m in ids), timeout=120,

@@ -20,7 +20,7 @@ def celgate(*args: str) -> subprocess.CompletedProcess:
 
 def test_show_prints_a_machine_with_its_events(database):
     machine_id = new_counter(target=2)
-    result = celgate("show", toys.NAME, machine_id)
+    result = celgate("show", toys.NAME, machine_id, "--json")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["id"] == machine_id and shown["status"] == "working"

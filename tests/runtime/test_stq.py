@@ -49,12 +49,13 @@ def test_a_lost_message_is_brought_back_by_the_sweeper(running_worker, broker):
     running_worker.stop()
     name = uuid.uuid4().hex
     add(name)
-    broker.flushdb()
+    broker.flush()
     with transaction() as tx:  # the redelivery allowance has passed
         tx.conn.execute(
             update(stq_tasks)
             .where(stq_tasks.c.task_id == name)
-            .values(sent_at=stq.now() - timedelta(minutes=5), eta=stq.now() - timedelta(minutes=5))
+            .values(sent_at=stq.now() - timedelta(minutes=5), eta=stq.now() - timedelta(minutes=5),
+                    publish_at=stq.now() - timedelta(minutes=4))
         )
     running_worker.start()
     assert sweep()["stq"] >= 1

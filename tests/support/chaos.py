@@ -8,14 +8,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
-
 from celgate.processes import ManagedProcess
+from tests.support.broker import TestBroker
 from workers.tasks import sweep
 
 
 @contextmanager
-def kills_and_flushes(worker: ManagedProcess, broker: redis.Redis, *, seed: int) -> Iterator[None]:
+def kills_and_flushes(worker: ManagedProcess, broker: TestBroker, *, seed: int) -> Iterator[None]:
     """While the block runs: every 0.3-1 s either SIGKILL and restart the worker or flush the
     broker, then sweep as beat would, so lost work comes back. The worker is left running."""
     rng = random.Random(seed)
@@ -28,7 +27,7 @@ def kills_and_flushes(worker: ManagedProcess, broker: redis.Redis, *, seed: int)
                 worker.kill()
                 worker.start()
             else:
-                broker.flushdb()
+                broker.flush()
             sweep()
 
     thread = threading.Thread(target=chaos, daemon=True)

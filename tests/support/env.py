@@ -1,8 +1,11 @@
 """The environment every test process and the worker processes it starts share.
 
 Set before `workers` is imported (settings are read once). Each pytest run claims a free *slot*
-(a file lock held for the run's lifetime) that gives it its own database, Redis databases and
-sandbox ports, so two runs on one machine, or a running demo, never disturb each other.
+(a file lock held for the run's lifetime) that gives it its own database, Redis databases,
+RabbitMQ virtual host and sandbox ports, so two runs on one machine, or a running demo, never
+disturb each other.
+
+The broker is Redis unless CELGATE_TEST_BROKER=rabbitmq (`make test-rabbitmq`).
 """
 
 from __future__ import annotations
@@ -36,13 +39,34 @@ def sandbox_port_offset(slot: int) -> int:
     return 10000 + 100 * slot
 
 
+BROKERS = ("redis", "rabbitmq")
+
+
+def broker_choice() -> str:
+    choice = os.environ.get("CELGATE_TEST_BROKER", "redis")
+    if choice not in BROKERS:
+        raise RuntimeError(f"CELGATE_TEST_BROKER must be one of {BROKERS}, not {choice!r}")
+    return choice
+
+
+def rabbitmq_vhost(slot: int) -> str:
+    return f"celgate_test_{slot}"
+
+
+def broker_url(slot: int) -> str:
+    if broker_choice() == "rabbitmq":
+        return f"amqp://guest:guest@127.0.0.1:5672/{rabbitmq_vhost(slot)}"
+    return f"redis://127.0.0.1:6379/{4 + 2 * slot}"
+
+
 def test_env(slot: int) -> dict[str, str]:
     offset = sandbox_port_offset(slot)
     woody = f"http://127.0.0.1:{8022 + offset}"
     return {
         "CELGATE_TEST_SLOT": str(slot),
         "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_test_{slot}",
-        "BROKER_URL": f"redis://127.0.0.1:6379/{4 + 2 * slot}",
+        "CELGATE_TEST_BROKER": broker_choice(),
+        "BROKER_URL": broker_url(slot),
         "REDIS_URL": f"redis://127.0.0.1:6379/{5 + 2 * slot}",
         "ACCOUNTER_URL": f"{woody}/accounter",
         "LIMITER_URL": f"{woody}/v1/limiter",
@@ -65,6 +89,7 @@ def test_env(slot: int) -> dict[str, str]:
         "CASHBACK_POLL_INITIAL_S": "0.1",
         "CASHBACK_POLL_MAX_S": "0.5",
         "CASHBACK_MISSING_INVOICE_LIMIT": "3",
+        "CASHBACK_BILLING_SERVICES": "taxi=card",
         "WORKER_EXTRA_IMPORTS": "tests.support.toys",
         "LOG_LEVEL": "INFO",
     }

@@ -16,6 +16,7 @@ import redis
 from pydantic import BaseModel
 
 from workers import stq
+from workers.celery_app import app
 from workers.db import Tx
 from workers.machines import (
     Action,
@@ -97,3 +98,23 @@ def toy_job(tx: Tx, task: stq.Task, args: ToyKwargs) -> stq.JobResult:
 
 
 toy_stq_task = stq.register_task(STQ_QUEUE, ToyKwargs, lambda a: a.name, toy_job)
+
+
+# --- a plain task that records when each message ran (publishing tests) -----------------
+
+RECORD_TASK = "workers.toy_record"
+
+
+def _record_key(marker: str) -> str:
+    return f"toy-record:{marker}"
+
+
+def recorded(marker: str) -> list[tuple[int, float]]:
+    """(index, time it ran) of every run of the `marker` messages, in run order."""
+    entries = _redis().lrange(_record_key(marker), 0, -1)
+    return [(int(index), float(at)) for index, at in (e.decode().split(":") for e in entries)]
+
+
+@app.task(name=RECORD_TASK)
+def toy_record(marker: str, index: int) -> None:
+    _redis().rpush(_record_key(marker), f"{index}:{time.time()}")

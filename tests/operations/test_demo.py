@@ -1,0 +1,24 @@
+"""The demo's start-up checks: a busy port is a clear message, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from celgate.processes import ROOT
+
+
+def test_a_busy_port_is_named_with_the_way_out(tmp_path):
+    offset = 31000 + os.getpid() % 1000
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 8080 + offset))
+        taken.listen()
+        result = subprocess.run([sys.executable, "-m", "celgate.demo", "--port-offset",
+                                 str(offset)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2
+    assert f"port(s) in use: {8080 + offset} (API)" in result.stdout
+    assert "--port-offset" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
