@@ -30,7 +30,7 @@ from celgate.processes import ManagedProcess
 from tests.fuzz.conftest import FAR, LONG
 from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, nested, with_value
 from tests.payments.conftest import Ledger, payment_body, wait_payment
-from tests.support.broker import TestBroker
+from tests.support.broker import TestBroker as Broker  # aliased: pytest would collect it
 from tests.support.waiting import wait_for
 from workers.celery_app import app
 from workers.db import transaction
@@ -111,13 +111,13 @@ def event_count(machine_id: str) -> int:
                  "AND machine_id = :m"), {"m": machine_id}).scalar()
 
 
-def pending(broker: TestBroker, ids: list[str]) -> list[str]:
+def pending(broker: Broker, ids: list[str]) -> list[str]:
     """The ids among `ids` of messages still waiting in the broker (their headers carry it)."""
     return [task_id for task_id in ids if broker.messages_with(task_id)]
 
 
 def judge(ids: list[str], marker: str, offset: int, *, worker: ManagedProcess, pid: int,
-          broker: TestBroker) -> None:
+          broker: Broker) -> None:
     """After the junk messages `ids` (their ids carrying `marker`): every one left the broker,
     the worker lived through them, each was refused (with a typed code, or while decoding if it
     never was a task message), and nothing was stored for them."""
