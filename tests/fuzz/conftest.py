@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings
 
 from celgate.api import create_app
 from celgate.processes import ManagedProcess
@@ -15,6 +16,8 @@ from tests.fixtures.sandbox import Sandbox
 from tests.payments.conftest import Ledger, new_account, payment_body, wait_payment
 
 FAR = datetime.now(UTC) + timedelta(days=1)
+# The `make fuzz` profile (HYPOTHESIS_PROFILE=fuzz): more examples, and more kinds of junk.
+LONG = settings().max_examples >= 100
 
 
 @pytest.fixture(scope="module")

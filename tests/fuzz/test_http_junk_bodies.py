@@ -21,15 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cashback.conftest import register_body
-from tests.fuzz.conftest import FAR, new_held
-from tests.fuzz.junk import SHAPES, VALUES, get, junk, odd_text, with_value
+from tests.fuzz.conftest import FAR, LONG, new_held
+from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, odd_text, with_value
 from tests.payments.conftest import Ledger, payment, payment_body
 from workers.settings import get_settings
 
-LONG = settings().max_examples >= 100  # the `make fuzz` profile
-# Wrong values (NUL text, integers beyond 64 bits) are drawn in long runs; `make test` sends
-# the known ones as the fixed cases at the end.
-KINDS = SHAPES + VALUES if LONG else SHAPES
+# Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
+# `make test` sends the known cases as the fixed cases at the end.
+KINDS = SHAPES + HOSTILE if LONG else SHAPES
 FAKE = Ledger(910001, 910002, 910003, 910004)
 CALLBACK = "/v1/wallet/balance-callback"
 
@@ -38,7 +37,7 @@ def templates(held: tuple[str, str]) -> dict[str, tuple[str, dict[str, Any], fro
     """route name -> (path, a valid body with fresh ids, the keys it may leave out)."""
     fresh = f"inv-{uuid.uuid4().hex[:12]}"
     one = f"/v1/payments/{held[0]}/{held[1]}"
-    payment_optional = frozenset({"details", "rounding", "transaction_info", "turnover_limits"})
+    payment_optional = frozenset({"details", "rounding", "transaction_info"})
     return {
         "register": ("/v1/payments/register", payment_body(FAKE, fresh, "1", 300),
                      payment_optional),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,12 +24,13 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 
 from celgate.api import create_app
+from tests.fuzz.conftest import LONG
 from workers.settings import get_settings
 
 APP = create_app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(max_examples=settings().max_examples)
-if os.environ.get("HYPOTHESIS_PROFILE") != "fuzz":
+if not LONG:
     # The coverage phase (every boundary value of every field) takes minutes: long runs only.
     schema.config.phases.update(phases=["examples", "fuzzing"])
 
