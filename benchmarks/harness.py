@@ -82,7 +82,7 @@ def start_sandbox(peers: str) -> ManagedProcess:
     """The sandbox `peers` (comma-separated names) on the benchmark's shifted ports."""
     log = Path(tempfile.mkdtemp(prefix="celgate-bench-sandbox-")) / "sandbox.log"
     process = ManagedProcess(
-        [sys.executable, "-m", "clients.sandbox", "--only", peers,
+        [sys.executable, "-m", "sandbox", "--only", peers,
          "--port-offset", str(SANDBOX_PORT_OFFSET)],
         log, b"sandbox peers ready")
     process.start()

@@ -151,7 +151,7 @@ def get_settings():  # noqa: ANN201 - read after `configure`
 def start_processes(ports: Ports) -> list[ManagedProcess]:
     env = os.environ.copy()
     processes = [
-        ManagedProcess([sys.executable, "-m", "clients.sandbox", "--port-offset",
+        ManagedProcess([sys.executable, "-m", "sandbox", "--port-offset",
                         str(ports.offset)], LOGS / "sandbox.log", b"sandbox peers ready", env),
         worker(LOGS / "worker.log", concurrency=2, name="demo", env=env),
         beat(LOGS / "beat.log", LOGS, env=env),

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clients.sandbox.server import serve_in_thread
-from clients.sandbox.woody_peers import ACCOUNTER_PATH, LIMITER_PATH, create_app
+from sandbox.server import serve_in_thread
+from sandbox.woody_peers import ACCOUNTER_PATH, LIMITER_PATH, create_app
 
 
 @dataclass

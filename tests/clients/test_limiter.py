@@ -21,7 +21,7 @@ from clients.limiter import (
     limit_context,
     operation_id,
 )
-from clients.sandbox.woody_server import missing_required
+from sandbox.woody_server import missing_required
 from tests.clients.conftest import WoodyPeers
 
 OPERATION = operation_id(11, 22, "inv1", "pay1", 1)

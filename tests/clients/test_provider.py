@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from clients.json_http import PeerBadAnswer
 from clients.provider import ProviderClient, ProviderRejected, ProviderUnavailable, SessionResult
-from clients.sandbox.server import serve_in_thread
+from sandbox.server import serve_in_thread
 from tests.fixtures.sandbox import Sandbox, SandboxControlError
 
 

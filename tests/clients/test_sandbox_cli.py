@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from clients.sandbox import peers as registry
+from sandbox import peers as registry
 from tests.support.waiting import wait_for
 
 COMMAND = str(Path(sys.executable).parent / "celgate-sandbox")

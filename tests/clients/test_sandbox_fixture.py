@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from clients.sandbox import peers as registry
+from sandbox import peers as registry
 from tests.fixtures.sandbox import Sandbox
 from workers.settings import get_settings
 

@@ -14,7 +14,7 @@ malformed amount 400. Every amount is a decimal string in both directions.
 Control API under `/_sandbox/`: `invoices` (create or replace an invoice: its `sum_to_pay`,
 `held` and `cleared` sums per payment type with their items, and its cashback state),
 `settings` (delay, outcomes), `state` (invoices with operations, plus the log of every update
-call), `reset`, `faults` (clients/sandbox/json_peer.py says what each fault does;
+call), `reset`, `faults` (sandbox/json_peer.py says what each fault does;
 the `match` operations are "invoice/retrieve" and "cashback/update").
 """
 
@@ -43,9 +43,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clients.json_http import to_wire
-from clients.sandbox.control import control_routes, error, parse_control_body, sandbox_app
-from clients.sandbox.faults import JSON_FAULTS, Faults
-from clients.sandbox.json_peer import answer
+from sandbox.control import control_routes, error, parse_control_body, sandbox_app
+from sandbox.faults import JSON_FAULTS, Faults
+from sandbox.json_peer import answer
 
 Outcome = Literal["success", "failed"]
 CashbackStatus = Literal["init", "in-progress", "success", "failed"]

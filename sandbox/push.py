@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.sandbox.control import control_routes, parse_control_body, sandbox_app
-from clients.sandbox.faults import JSON_FAULTS, Faults
-from clients.sandbox.json_peer import answer
+from sandbox.control import control_routes, parse_control_body, sandbox_app
+from sandbox.faults import JSON_FAULTS, Faults
+from sandbox.json_peer import answer
 
 
 class SilentPush(BaseModel):

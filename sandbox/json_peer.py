@@ -15,8 +15,8 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from clients.sandbox.control import error
-from clients.sandbox.faults import JSON_FAULTS, Faults
+from sandbox.control import error
+from sandbox.faults import JSON_FAULTS, Faults
 
 _STATUS_FAULTS = frozenset(name for name in JSON_FAULTS if name.isdigit())
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from clients.sandbox import accounter, limiter
+from sandbox import accounter, limiter
 
 ACCOUNTER_PATH = "/accounter"
 LIMITER_PATH = "/v1/limiter"

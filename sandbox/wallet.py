@@ -22,15 +22,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clients.json_http import to_wire
-from clients.sandbox.control import (
+from sandbox.control import (
     CallLog,
     control_routes,
     error,
     parse_control_body,
     sandbox_app,
 )
-from clients.sandbox.faults import JSON_FAULTS, Faults
-from clients.sandbox.json_peer import answer
+from sandbox.faults import JSON_FAULTS, Faults
+from sandbox.json_peer import answer
 from clients.wallet import LEGACY_PREFIX
 
 _CURRENCY = r"^[A-Z]{3}$"

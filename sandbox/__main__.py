@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.sandbox import peers as registry
-from clients.sandbox.server import Binding, Listening, run_apps
+from sandbox import peers as registry
+from sandbox.server import Binding, Listening, run_apps
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -26,13 +26,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from clients.limiter import base_thrift, limiter_base_thrift, limiter_thrift
-from clients.sandbox.control import (
+from sandbox.control import (
     CallLog,
     control_routes,
     parse_control_body,
 )
-from clients.sandbox.faults import Faults
-from clients.sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
+from sandbox.faults import Faults
+from sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
 
 HOLD, COMMIT, ROLLBACK = "HOLD", "COMMIT", "ROLLBACK"
 OPERATION_NOT_FOUND = "OperationNotFound"

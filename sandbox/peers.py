@@ -34,17 +34,17 @@ class Server:
 
 
 SERVERS: tuple[Server, ...] = (
-    Server("woody_peers", "clients.sandbox.woody_peers:create_app", 8022, (
+    Server("woody_peers", "sandbox.woody_peers:create_app", 8022, (
         Peer("accounter", "/accounter", "accounter_url"),
         Peer("limiter", "/v1/limiter", "limiter_url"),
     )),
-    Server("transactions", "clients.sandbox.transactions:create_app", 8024,
+    Server("transactions", "sandbox.transactions:create_app", 8024,
            (Peer("transactions", "", "transactions_url"),)),
-    Server("provider", "clients.sandbox.provider:create_app", 8025,
+    Server("provider", "sandbox.provider:create_app", 8025,
            (Peer("provider", "", "provider_url"),)),
-    Server("push", "clients.sandbox.push:create_app", 8026,
+    Server("push", "sandbox.push:create_app", 8026,
            (Peer("push", "", "push_url"),)),
-    Server("wallet", "clients.sandbox.wallet:create_app", 8027,
+    Server("wallet", "sandbox.wallet:create_app", 8027,
            (Peer("wallet", "", "plus_wallet_url"),)),
 )
 

@@ -22,14 +22,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from clients.accounter import accounter_thrift, base_thrift
-from clients.sandbox.control import (
+from sandbox.control import (
     CallLog,
     control_routes,
     error,
     parse_control_body,
 )
-from clients.sandbox.faults import Faults
-from clients.sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
+from sandbox.faults import Faults
+from sandbox.woody_server import WOODY_FAULTS, WoodyApp, create_woody_app
 
 HOLD, COMMIT, ROLLBACK = "HOLD", "COMMIT", "ROLLBACK"
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1

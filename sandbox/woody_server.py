@@ -24,8 +24,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
-from clients.sandbox.control import CallLog, sandbox_app
-from clients.sandbox.faults import Faults
+from sandbox.control import CallLog, sandbox_app
+from sandbox.faults import Faults
 from clients.woody import (
     DECODE_ERRORS,
     ERROR_CLASS_HEADER,

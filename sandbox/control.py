@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from clients.sandbox.faults import Faults, FaultSpecError
+from sandbox.faults import Faults, FaultSpecError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
