@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install install-bench services migrate test test-fast test-rabbitmq chaos fuzz bench bench-quick \
         bench-runtime bench-payments bench-cashback \
-        demo sandbox worker beat api flower constraints bench-scrape clean
+        demo sandbox worker beat api flower constraints bench-scrape bench-burst clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ bench-cashback: install services
 ## The metrics scrape at a million machines vs counting them (README, Operations).
 bench-scrape: install services
 	$(BIN)/python -m benchmarks.scrape_bench
+
+## 10,000 timers due together among 1,000,000 parked: how fast the sweeper sends them all.
+bench-burst: install services
+	$(BIN)/python -m benchmarks.burst_bench
 
 ## The demo command (README): sandbox peers, a worker, beat and the API, end to end.
 demo: migrate

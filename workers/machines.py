@@ -227,11 +227,11 @@ _SWEEP = timers.claim_sql("machines", ("namespace", "id"), due="timer_due_at",
 
 def sweep_due(limit: int) -> int:
     """Publish one batch of timers whose publish time has come (near, or message lost)."""
-    def publish(row: Row, countdown: float) -> None:
-        timers.publish(timeout_task_name(row.namespace, row.timer_step),
-                       _message(row.id, row.timer_token), countdown)
+    def message(row: Row, countdown: float) -> tuple[str, Json, float]:
+        return (timeout_task_name(row.namespace, row.timer_step),
+                _message(row.id, row.timer_token), countdown)
 
-    count = timers.sweep_batch(store.SWEEP, limit, publish)
+    count = timers.sweep_batch(store.SWEEP, limit, message)
     if count:
         log.info("swept machine timers", extra={"count": count})
     return count

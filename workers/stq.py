@@ -123,10 +123,10 @@ _SWEEP = timers.claim_sql("stq_tasks", ("queue", "task_id"), due="eta", sent_at=
 
 def sweep_due(limit: int) -> int:
     """Publish one batch of rows whose publish time has come (near, or message lost)."""
-    def publish(row: Row, countdown: float) -> None:
-        _publish(row.queue, row.kwargs, row.token, now(), countdown=countdown)
+    def message(row: Row, countdown: float) -> tuple[str, dict[str, Any], float]:
+        return row.queue, {**row.kwargs, TOKEN_KEY: row.token}, countdown
 
-    count = timers.sweep_batch(_SWEEP, limit, publish)
+    count = timers.sweep_batch(_SWEEP, limit, message)
     if count:
         log.info("swept stq tasks", extra={"count": count})
     return count

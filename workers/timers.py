@@ -148,8 +148,10 @@ def claim_sql(table: str, key: tuple[str, ...], *, due: str, sent_at: str, publi
     """
 
 
-def sweep_batch(sql: str, limit: int, publish_row) -> int:
-    """Claim one batch with `sql` and publish each row after commit; how many were claimed.
+def sweep_batch(sql: str, limit: int, message_of) -> int:
+    """Claim one batch with `sql` and publish its messages after commit, in one round trip
+    where the broker allows (`message_of(row, countdown)` gives each row's message); how many
+    rows were claimed.
 
     A row that cannot be published (bad data) is logged and skipped: it never stops the
     others. A broker that is down stops the batch: the rows stay claimed and come back after
@@ -161,15 +163,28 @@ def sweep_batch(sql: str, limit: int, publish_row) -> int:
               "max_wait": settings.redelivery_allowance_s * _MAX_RESEND_ALLOWANCES}
     with transaction() as tx:
         rows = tx.conn.exec_driver_sql(sql, params).all()
-    for row in rows:
-        countdown = max(0.0, row.due_epoch - time.time())
+    if not rows:
+        return 0
+    moment = time.time()
+    messages = [message_of(row, max(0.0, row.due_epoch - moment)) for row in rows]
+    try:
+        publisher.publish_many(messages)
+    except BrokerUnavailable:
+        log.warning("broker unavailable; the sweep stops until the next pass",
+                    extra={"code": "publish_failed"})
+    except Exception:  # one bad message: publish them one by one to skip only it
+        _publish_each(messages)
+    return len(rows)
+
+
+def _publish_each(messages: list) -> None:
+    for task_name, kwargs, countdown in messages:
         try:
-            publish_row(row, countdown)
+            publish(task_name, kwargs, countdown)
         except BrokerUnavailable:
             log.warning("broker unavailable; the sweep stops until the next pass",
                         extra={"code": "publish_failed"})
-            break
+            return
         except Exception:
             log.exception("a swept row could not be published; skipped",
-                          extra={"code": "sweep_row_failed"})
-    return len(rows)
+                          extra={"code": "sweep_row_failed", "task": task_name})
