@@ -38,14 +38,16 @@ INSERT_MACHINE = """
 # statement that appends events and moves the row.
 # The due time is read inside the years Python can hold: a row stored before due times were
 # bounded (year 0 or 10000 in UTC) would otherwise make its machine unreadable.
-SELECT_MACHINE = """
+# GREATEST and LEAST skip NULLs: no timer must stay NULL, not become year 9999.
+READABLE_DUE_AT = """
+    CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(
+        LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
+    END AS timer_due_at"""
+
+SELECT_MACHINE = f"""
     SELECT m.namespace, m.id, m.status, m.error, m.aux_state, m.last_event_id,
         m.failed_attempts, m.timer_token, m.timer_sent_at, m.timer_step, m.created_at,
-        m.updated_at,
-        -- GREATEST and LEAST skip NULLs: no timer must stay NULL, not become year 9999.
-        CASE WHEN m.timer_due_at IS NOT NULL THEN GREATEST(
-            LEAST(m.timer_due_at, '9999-12-30 00:00:00+00'), '0001-01-02 00:00:00+00')
-        END AS timer_due_at, (
+        m.updated_at, {READABLE_DUE_AT}, (
         SELECT json_agg(json_build_array(e.event_id, e.occurred_at, e.body) ORDER BY e.event_id)
         FROM machine_events e WHERE e.namespace = m.namespace AND e.machine_id = m.id
     ) AS history

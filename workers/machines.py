@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,14 +53,11 @@ from workers.machine_model import (  # noqa: F401 - the runtime's public names l
 )
 from workers.machine_store import history_page, list_machines  # noqa: F401
 from workers.messages import TypedTask, parse
+from workers.timers import now
 
 log = logging.getLogger(__name__)
 
 _EARLY_TOLERANCE = timedelta(milliseconds=500)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def start(ns: Namespace, machine_id: str, args: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 
 from workers.db import Tx
+from workers.machine_store import READABLE_DUE_AT
 
 # Only one scrape at a time folds the deltas; another reads totals plus the deltas left.
 _FOLD_LOCK = 0x63656C67  # "celg"
@@ -98,7 +99,8 @@ def machine_rows(tx: Tx, *, namespace: str | None = None, status: str | None = N
                  limit: int = 100) -> list[dict[str, Any]]:
     """Machines for `celgate machines list`, the latest changed first."""
     rows = tx.conn.execute(text("""
-        SELECT namespace, id, status, error, timer_due_at, updated_at FROM machines
+        SELECT namespace, id, status, error, """ + READABLE_DUE_AT + """, updated_at
+        FROM machines m
         WHERE (CAST(:namespace AS text) IS NULL OR namespace = :namespace)
           AND (CAST(:status AS text) IS NULL OR status = :status)
         ORDER BY updated_at DESC LIMIT :limit

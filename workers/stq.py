@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from workers.logs import bind
 from workers.messages import TypedTask, parse
 from workers.settings import get_settings
 from workers.tables import stq_tasks
+from workers.timers import now
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ class Reschedule:
 
 JobResult = Finish | Reschedule
 Job = Callable[[Tx, Task], JobResult]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def add(tx: Tx, queue: str, task_id: str, kwargs: dict[str, Any], *, delay_s: float = 0) -> None:
