@@ -93,3 +93,32 @@ def token_of(name: str) -> str:
         return tx.conn.execute(
             select(stq_tasks.c.token).where(stq_tasks.c.task_id == name)
         ).scalar_one()
+
+
+def test_a_job_whose_connection_dies_is_not_recorded_on_the_broken_transaction():
+    """A database restart mid-job: the job's own error comes out (not PendingRollbackError
+    from recording a retry on the dead transaction), the row is left as it was, and the same
+    message runs the job once the database answers again."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, "workers.toy_unpublished", name, {"name": name})
+        token = tx.conn.execute(select(stq_tasks.c.token).where(
+            stq_tasks.c.task_id == name)).scalar_one()
+
+    def dies(tx, task):
+        tx.conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return stq.Finish()
+
+    with pytest.raises(DBAPIError) as raised:
+        stq.execute("workers.toy_unpublished", name, {"name": name}, token, dies)
+    assert raised.value.connection_invalidated
+    with transaction() as tx:
+        row = tx.conn.execute(select(stq_tasks).where(stq_tasks.c.task_id == name)).one()
+    assert (row.token, row.exec_tries) == (token, 0)
+
+    outcome = stq.execute("workers.toy_unpublished", name, {"name": name}, token,
+                          lambda tx, task: stq.Finish())
+    assert outcome == "finished"
