@@ -11,10 +11,11 @@ from celgate.processes import ROOT
 
 
 def test_a_busy_port_is_named_with_the_way_out(tmp_path):
-    offset = 31000 + os.getpid() % 1000
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 8080 + offset))
+        # The kernel hands out a port nobody holds; the demo's API port is made to be it.
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        offset = taken.getsockname()[1] - 8080
         result = subprocess.run([sys.executable, "-m", "celgate.demo", "--port-offset",
                                  str(offset)], cwd=ROOT, capture_output=True, text=True,
                                 timeout=60, env={**os.environ, "COLUMNS": "200"})
