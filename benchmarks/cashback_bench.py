@@ -31,7 +31,7 @@ TIMEOUT_S = 900
 
 
 def _control(path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
-    from workers.settings import get_settings
+    from clients.settings import get_settings
 
     return harness.sandbox_control(get_settings().transactions_url, path, body, method)
 

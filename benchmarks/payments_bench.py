@@ -38,7 +38,7 @@ TIMEOUT_S = 900
 
 def payment_template() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A three-posting cash flow over fresh sandbox accounts, and one turnover limit."""
-    from workers.settings import get_settings
+    from clients.settings import get_settings
 
     settings = get_settings()
     new_account = {"currency": CURRENCY}
@@ -247,7 +247,7 @@ def main() -> None:
 
 def _plain_holds_done(held: list[tuple[dict, str]]) -> bool:
     """Every plain hold has held batch 1 in the sandbox Accounter."""
-    from workers.settings import get_settings
+    from clients.settings import get_settings
 
     plans = harness.sandbox_control(get_settings().accounter_url, "state", method="GET")
     known = plans["plans"]

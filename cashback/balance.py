@@ -21,13 +21,14 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cashback import currencies, peers
+from cashback.settings import get_settings
 from cashback.text import SafeText
 from clients.push import PushRejected
 from workers import stq
 from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind
-from workers.settings import get_settings
+from workers.settings import get_settings as runtime_settings
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def cache() -> BalanceCache:
 
 @lru_cache(maxsize=1)
 def _cache(pid: int) -> BalanceCache:
-    return BalanceCache(redis.Redis.from_url(get_settings().redis_url))
+    return BalanceCache(redis.Redis.from_url(runtime_settings().redis_url))
 
 
 def run(tx: Tx, task: stq.Task, change: BalanceChanged) -> stq.JobResult:

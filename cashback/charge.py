@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from cashback.settings import get_settings
 from clients.transactions import Invoice, Operation
-from workers.settings import get_settings
 
 ZERO = Decimal(0)
 _MAX_GROWTH_STEPS = 32  # beyond this every delay is at its cap anyway

@@ -24,8 +24,10 @@ from cashback.charge import (
     on_missing_invoice,
     operations_of,
 )
+from cashback.metrics import cashback_operation_sent
 from cashback.orders import ChargeStatus, Order
 from cashback.queues import OrderKwargs
+from cashback.settings import get_settings
 from clients.transactions import (
     Invoice,
     InvoiceNotFound,
@@ -35,10 +37,9 @@ from clients.transactions import (
     VersionConflict,
 )
 from clients.wallet import WalletRejected
-from workers import metrics, stq, timers
+from workers import stq, timers
 from workers.db import Tx
 from workers.logs import bind
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _send(tx: Tx, client: TransactionsClient, order: Order, target: ChargeTarget
     log.info("cashback update sent", extra={
         "operation_id": update.operation_id, "invoice_version": update.invoice_version,
         "reward": {source: format(amount, "f") for source, amount in update.reward.items()}})
-    metrics.cashback_operation_sent(order.service, update.operation_id)
+    cashback_operation_sent(order.service, update.operation_id)
     orders.record_charge(tx, order, ChargeStatus.CHARGING,
                          last_operation_id=update.operation_id)
     return stq.Reschedule(policy.poll_initial_s)

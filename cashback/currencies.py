@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
 
+from cashback.settings import get_settings
 from workers.errors import TypedError
-from workers.settings import get_settings
 
 # Currency -> number of decimal places of its minor unit (ISO 4217).
 PRECISION: dict[str, int] = {

@@ -1,4 +1,5 @@
-"""Prometheus metrics of cashback, read from PostgreSQL when scraped.
+"""Prometheus metrics of cashback: failed orders read from PostgreSQL when scraped, and two
+counters a worker updates at the spot (operations sent, universal processing that gave up).
 
 The orders whose charge failed are counted by the database, not by a counter in one worker
 process: any process that serves the default registry reports the same, restart-proof figure.
@@ -58,3 +59,16 @@ UNIVERSAL_GAVE_UP = Counter(
     "Universal cashback processing runs that gave up without registering, by reason "
     "(no_rates, no_invoice, no_yandex_uid, or the code register refused with).",
     ["service", "reason"])
+
+
+CASHBACK_OPERATIONS = Counter(
+    "celgate_cashback_operations",
+    "Cashback updates sent to transactions, by kind: update (an order version's first id), "
+    "retry (after a failed invoice) or manual (an operator's retry).",
+    ["service", "kind"])
+
+
+def cashback_operation_sent(service: str, operation_id: str) -> None:
+    kind = ("manual" if "/manual/" in operation_id
+            else "retry" if "/retry/" in operation_id else "update")
+    CASHBACK_OPERATIONS.labels(service, kind).inc()

@@ -10,9 +10,9 @@ import os
 from functools import lru_cache
 
 from clients.push import PushClient
+from clients.settings import get_settings
 from clients.transactions import TransactionsClient
 from clients.wallet import WalletClient
-from workers.settings import get_settings
 
 
 def transactions() -> TransactionsClient:

@@ -27,12 +27,12 @@ from cashback.charge import ChargePolicy
 from cashback.metrics import UNIVERSAL_GAVE_UP
 from cashback.queues import OrderKwargs
 from cashback.register import RegisterRequest, SourceValue, register_in
+from cashback.settings import get_settings
 from clients.transactions import Invoice, InvoiceNotFound, PaymentItems, RateLimited
 from workers import stq
 from workers.db import Tx
 from workers.errors import TypedError
 from workers.logs import bind
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 

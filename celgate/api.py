@@ -29,9 +29,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from celgate.settings import ApiSettings, get_all, get_settings
 from workers import logs
 from workers.errors import ErrorBody, TypedError
-from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("celgate.access")
@@ -365,12 +365,13 @@ def _decode_reason(cause: BaseException) -> str:
     return "not UTF-8"
 
 
-def check_auth_configured(settings: Settings) -> None:
+def check_auth_configured(settings: ApiSettings) -> None:
     if settings.api_auth != "off" and not settings.api_token:
         raise SystemExit("API_TOKEN is not set; set it, or API_AUTH=off to run without auth")
 
 
 def main() -> None:
+    get_all()  # a bad value of any package's settings stops the API here
     settings = get_settings()
     check_auth_configured(settings)
     logs.configure_logging()

@@ -109,9 +109,9 @@ def configure(ports: Ports, flower_password: str) -> None:
     os.environ["FLOWER_BASIC_AUTH"] = f"demo:{flower_password}"
     for variable, (port, path) in SANDBOX_PORTS.items():
         os.environ[variable] = f"http://127.0.0.1:{port + ports.offset}{path}"
-    from workers.settings import get_settings
+    from celgate.settings import reload
 
-    get_settings.cache_clear()
+    reload()
 
 
 def busy_ports(ports: Ports) -> list[str]:
@@ -140,9 +140,9 @@ def prepare_logs() -> Path:
 
 
 def get_settings():  # noqa: ANN201 - read after `configure`
-    from workers.settings import get_settings as settings
+    from celgate.settings import get_all
 
-    return settings()
+    return get_all()
 
 
 # --- processes ----------------------------------------------------------------------------

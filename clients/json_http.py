@@ -24,7 +24,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from workers import metrics
+from clients import metrics
 
 log = logging.getLogger(__name__)
 

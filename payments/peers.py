@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from clients.accounter import AccounterClient
 from clients.limiter import LimiterClient
 from clients.provider import ProviderClient
+from clients.settings import get_settings as peer_settings
 from clients.woody import WoodyContext
-from workers.settings import get_settings
+from payments.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,14 @@ _peers_pid: int | None = None
 def get_peers() -> Peers:
     global _peers, _peers_pid
     if _peers is None or _peers_pid != os.getpid():
-        settings = get_settings()
+        settings = peer_settings()
         timeout = settings.peer_timeout_s
         _peers = Peers(
             accounter=AccounterClient(settings.accounter_url, timeout_s=timeout),
             limiter=LimiterClient(settings.limiter_url, timeout_s=timeout),
             provider=ProviderClient(settings.provider_url, timeout_s=timeout),
             woody=WoodyContext.new(),
-            legacy_plan_ids=settings.legacy_plan_id_fallback,
+            legacy_plan_ids=get_settings().legacy_plan_id_fallback,
         )
         _peers_pid = os.getpid()
     return _peers.for_step()

@@ -29,12 +29,12 @@ from payments.decisions import CancelCommand, CaptureCommand, RepairCommand
 from payments.events import Change, InvalidHistory, from_json, to_json
 from payments.model import PaymentRequest
 from payments.peers import get_peers
+from payments.settings import get_settings
 from payments.state import Activity, PaymentState, fold
 from payments.steps import STEPS, ProviderSessionRetry
 from workers import machines
 from workers.logs import bind
 from workers.machines import Action, Call, Init, Machine, Namespace, Repair, Result, Signal
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 

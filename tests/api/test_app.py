@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from celgate.api import check_auth_configured, create_app
-from workers.settings import Settings
+from celgate.settings import ApiSettings
 
 
 @pytest.fixture
@@ -59,5 +59,5 @@ def test_metrics_are_served_behind_the_token(client):
 
 def test_the_api_refuses_to_start_without_a_token_unless_auth_is_off():
     with pytest.raises(SystemExit):
-        check_auth_configured(Settings(api_token=None, api_auth="on"))
-    check_auth_configured(Settings(api_token=None, api_auth="off"))
+        check_auth_configured(ApiSettings(api_token=None, api_auth="on"))
+    check_auth_configured(ApiSettings(api_token=None, api_auth="off"))

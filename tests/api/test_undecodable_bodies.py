@@ -12,8 +12,8 @@ import hmac
 import pytest
 from fastapi.testclient import TestClient
 
+from cashback.settings import get_settings
 from celgate.api import create_app
-from workers.settings import get_settings
 
 # Every route that reads a JSON body. Path ids need not exist: the body is read first.
 BODY_ROUTES = (

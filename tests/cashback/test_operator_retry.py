@@ -11,10 +11,10 @@ import threading
 
 import pytest
 
+from cashback.settings import get_settings
 from celgate.processes import ROOT
 from tests.cashback.conftest import SERVICE, register, view, wait_status
 from tests.support.waiting import wait_for
-from workers.settings import get_settings
 
 
 def seed_exhausted(transactions, order_id: str) -> None:

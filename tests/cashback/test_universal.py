@@ -12,13 +12,13 @@ from prometheus_client import REGISTRY
 from cashback import rates, universal
 from cashback.queues import UNIVERSAL_QUEUE, OrderKwargs
 from cashback.rates import ClassRate, OrderRates, RatesRequest
+from cashback.settings import get_settings
 from clients.transactions import Invoice
 from tests.cashback.conftest import SERVICE, view, wait_status
 from tests.support.waiting import wait_for
 from workers import stq
 from workers.celery_app import app
 from workers.db import transaction
-from workers.settings import get_settings
 
 
 def payment(payment_type: str, **items: str) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import requests
 
+from clients.settings import get_settings
 from sandbox import peers as registry
 from tests.fixtures.sandbox import Sandbox
-from workers.settings import get_settings
 
 
 def test_every_registered_peer_answers_at_its_settings_url(peers: Sandbox) -> None:

@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cashback.settings import get_settings
 from tests.cashback.conftest import register_body
 from tests.fuzz.conftest import FAR, LONG, new_held
 from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, odd_text, with_value
 from tests.payments.conftest import Ledger, payment, payment_body
-from workers.settings import get_settings
 
 # Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
 # `make test` sends the known cases as the fixed cases at the end.

@@ -23,9 +23,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import settings
 
+from cashback.settings import get_settings as cashback_settings
 from celgate.api import create_app
+from celgate.settings import get_settings
 from tests.fuzz.conftest import LONG
-from workers.settings import get_settings
 
 APP = create_app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
@@ -58,7 +59,7 @@ def raw_request(case: schemathesis.Case) -> dict[str, Any]:
         if isinstance(content, str):
             content = content.encode()
     if case.operation.path in SIGNED:
-        secret = get_settings().billing_callback_secret.encode()
+        secret = cashback_settings().billing_callback_secret.encode()
         headers["X-Signature"] = hmac.new(secret, content or b"", hashlib.sha256).hexdigest()
     return {"method": sent["method"], "url": sent["url"], "params": sent.get("params"),
             "headers": headers, "content": content}

@@ -1,0 +1,83 @@
+"""Cashback's configuration, read once from environment variables (names are in
+docs/contract.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings
+
+from workers.settings import ENVIRONMENT
+
+
+class Settings(BaseSettings):
+    model_config = ENVIRONMENT
+
+    cashback_retry_max_operations: int = Field(10, ge=1)
+    cashback_retry_min_delay_s: float = Field(1.0, gt=0)
+    cashback_retry_max_delay_s: float = Field(172800.0, gt=0)
+    # Polling an invoice whose cashback is in progress: first wait, growing by half each poll.
+    cashback_poll_initial_s: float = Field(1.0, ge=0)
+    cashback_poll_max_s: float = Field(60.0, ge=0)
+    # How many times the charge waits for transactions to know the invoice before failing.
+    cashback_missing_invoice_limit: int = Field(10, ge=0)
+    # Payment types whose cleared sums earn no cashback (comma-separated), e.g. paid by wallet.
+    cashback_payment_type_blacklist: str = "personal_wallet"
+    # Decimal places of cashback per currency ("RUB=0,BYN=1"); others: the ISO minor unit.
+    cashback_precision: str = "RUB=0,BYN=1"
+    # billing_service per service when register gives none ("taxi=card,eats=food_payment").
+    cashback_billing_services: str = ""
+    # Universal processing also counts held sums.
+    cashback_instant_enabled: bool = False
+    # Runs of universal processing that find no rates (or no invoice) before it gives up.
+    cashback_rates_wait_limit: int = Field(10, ge=1)
+    # The key of the billing balance callback's HMAC signature.
+    billing_callback_secret: str = ""
+
+    @field_validator("cashback_precision", "cashback_billing_services")
+    @classmethod
+    def _pairs_parse(cls, value: str, info: ValidationInfo) -> str:
+        pairs = _pairs(value, info.field_name)
+        if info.field_name == "cashback_precision" and not all(
+                v.isdigit() and int(v) <= 18 for v in pairs.values()):
+            raise ValueError(f"{info.field_name}: each value must be 0..18 decimal places")
+        return value
+
+    @property
+    def cashback_precision_by_currency(self) -> dict[str, int]:
+        return _places(self.cashback_precision)
+
+    @property
+    def cashback_billing_service_by_service(self) -> dict[str, str]:
+        return _pairs(self.cashback_billing_services, "")
+
+    @property
+    def cashback_blacklisted_payment_types(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.cashback_payment_type_blacklist.split(",")
+                         if name.strip())
+
+
+@lru_cache(maxsize=16)
+def _pairs(value: str, name: str) -> dict[str, str]:
+    """`"a=1,b=2"` as {"a": "1", "b": "2"}; blanks between commas are ignored. Cached: the
+    charge path reads these per order (callers must not change the dict)."""
+    pairs: dict[str, str] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, item = part.partition("=")
+        if not sep or not key.strip() or not item.strip():
+            raise ValueError(f"{name}: {part.strip()!r} is not NAME=VALUE")
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
+@lru_cache(maxsize=4)
+def _places(value: str) -> dict[str, int]:
+    return {currency: int(places) for currency, places in _pairs(value, "").items()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
