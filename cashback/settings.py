@@ -6,13 +6,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings
-
-from workers.settings import ENVIRONMENT
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = ENVIRONMENT
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     cashback_retry_max_operations: int = Field(10, ge=1)
     cashback_retry_min_delay_s: float = Field(1.0, gt=0)

@@ -12,17 +12,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cashback import settings as cashback
 from clients import settings as clients
 from payments import settings as payments
 from workers import settings as runtime
-from workers.settings import ENVIRONMENT
 
 
 class ApiSettings(BaseSettings):
-    model_config = ENVIRONMENT
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -43,7 +42,7 @@ PARTS = (runtime.Settings, clients.Settings, payments.Settings, cashback.Setting
 class AllSettings(*PARTS):  # type: ignore[misc]
     """Every setting of every package in one object: reading it checks them all."""
 
-    model_config = ENVIRONMENT
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
 
 @lru_cache(maxsize=1)

@@ -6,13 +6,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings
-
-from workers.settings import ENVIRONMENT
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = ENVIRONMENT
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     # The latest `held_until` a hold may ask for, in seconds from now.
     max_hold_lifetime_s: int = Field(2592000, ge=1)

@@ -1,7 +1,8 @@
 """The Celery application: JSON only, late acks, one queue per domain, Redis or RabbitMQ.
 
-Routing is by task-name prefix, so a service that enqueues `cashback.…` by name with
-`send_task` lands on the cashback queue without knowing our routing table.
+Routing is by task-name prefix, so a service that enqueues `<queue>.…` by name with
+`send_task` lands on that queue without knowing our routing table. The queues and the task
+modules are those the installed components declare (workers/components.py).
 
 The broker is chosen by the scheme of BROKER_URL: `redis://` or `amqp://` (RabbitMQ). On
 RabbitMQ the contract queues are durable quorum queues (replicated, and they drop a poison
@@ -33,17 +34,13 @@ from kombu.transport.native_delayed_delivery import (
 from sqlalchemy import text
 from tenacity import Retrying, retry_if_exception_type, wait_fixed
 
-from workers import logs
+from workers import components, logs
 from workers.db import dispose_engine, get_engine
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("payments", "cashback", "wallet", "workers")
-
-# The composition root: business task modules the worker loads. The runtime's machinery
-# (machines, timers, STQ) knows no business; this list only names the modules to import.
-TASK_MODULES = ["workers.tasks", "payments.tasks", "cashback.tasks"]
+QUEUES = components.queues()
 
 
 def route_by_prefix(name: str, args, kwargs, options, task=None, **kw) -> dict | None:
@@ -117,10 +114,11 @@ class CelgateCelery(Celery):
 
 
 def create_app() -> Celery:
+    components.read_settings()  # a bad value of any component's settings stops us here
     settings = get_settings()
     app = CelgateCelery("celgate", broker=settings.broker_url)
     app.conf.update(
-        include=TASK_MODULES + settings.extra_import_modules,
+        include=components.task_modules() + settings.extra_import_modules,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

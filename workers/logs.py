@@ -1,9 +1,9 @@
 """Logs: every line carries the business ids and the Celery task id of the work that wrote it.
 
-`bind(invoice_id=..., payment_id=...)` puts ids on every line logged inside the block, so a
-step's lines carry its machine, invoice, payment, order and woody trace ids without each call
-site repeating them. A task binds its Celery task id and the ids in its kwargs for its whole
-run (`task_started`), so Celery's own "succeeded"/"failed" lines carry them too; the
+`bind(machine_id=...)` puts ids on every line logged inside the block, so a step's lines carry
+its machine, business and woody trace ids without each call site repeating them. A task binds
+its Celery task id and the id kwargs its component declares (workers/components.py) for its
+whole run (`task_started`), so Celery's own "succeeded"/"failed" lines carry them too; the
 "received" line, written by the worker's parent before any task runs, gets them from the data
 Celery attaches to it.
 
@@ -22,7 +22,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+
+from workers.components import log_ids
 
 _context: ContextVar[dict[str, object]] = ContextVar("log_context", default={})
 # Ids bound anywhere inside a request, for its access line (see `collect_ids`).
@@ -30,10 +33,11 @@ _collected: ContextVar[dict[str, object] | None] = ContextVar("log_collected", d
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "data"}
 
-# Kwargs of our tasks that name the business object a task works on.
-BUSINESS_IDS = ("invoice_id", "payment_id", "machine_id", "order_id", "service", "yandex_uid",
-                "wallet_id")
-_KWARG_REPR = re.compile(r"'(%s)': '([^']{0,256})'" % "|".join(BUSINESS_IDS))
+
+@cache
+def _kwarg_repr() -> re.Pattern[str]:
+    """An id kwarg as it appears in the repr of a task's kwargs (Celery's "received" line)."""
+    return re.compile(r"'(%s)': '([^']{0,256})'" % "|".join(map(re.escape, log_ids())))
 
 
 @contextmanager
@@ -64,7 +68,7 @@ def collect_ids() -> Iterator[dict[str, object]]:
 
 
 def ids_of(kwargs: Mapping[str, Any]) -> dict[str, object]:
-    return {k: kwargs[k] for k in BUSINESS_IDS if isinstance(kwargs.get(k), str | int)}
+    return {k: kwargs[k] for k in log_ids() if isinstance(kwargs.get(k), str | int)}
 
 
 _task_tokens: dict[str, Token] = {}
@@ -89,7 +93,7 @@ def fields(record: logging.LogRecord) -> dict[str, object]:
     if isinstance(data, dict) and "id" in data:  # Celery's task lines
         line.setdefault("task_id", data["id"])
         line.setdefault("task", data.get("name"))
-        for key, value in _KWARG_REPR.findall(str(data.get("kwargs", ""))):
+        for key, value in _kwarg_repr().findall(str(data.get("kwargs", ""))):
             line.setdefault(key, value)
     line.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
     return line
@@ -110,7 +114,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`12:00:01.234 INFO  payments.processor: message  invoice_id=... task_id=...`"""
+    """`12:00:01.234 INFO  some.module: message  machine_id=... task_id=...`"""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]

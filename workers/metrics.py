@@ -3,8 +3,7 @@
 Two kinds live here:
 - what a worker observes while it runs (step durations, timer lag, sweeper publishes):
   histograms and counters, updated by one call at the spot (the packages above the runtime
-  keep their own the same way: peer latency in clients/metrics.py, cashback's in
-  cashback/metrics.py);
+  keep their own the same way, each in its own metrics module);
 - what the database knows (machines by status, STQ rows by state, overdue timers): gauges
   computed when scraped, from indexes, so a scrape costs the same at a thousand or a million
   machines.

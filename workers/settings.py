@@ -1,8 +1,8 @@
 """The runtime's configuration, read once from environment variables (names are in
 docs/contract.md): database, broker, Redis, timers, STQ retries, the worker process, logs.
 
-Each package reads its own settings the same way (clients/settings.py, payments/settings.py,
-cashback/settings.py, celgate/settings.py); the environment variable names are the contract.
+Each package reads its own settings the same way, in its own `settings.py`; the environment
+variable names are the contract.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Every package's settings class reads the process environment by field name.
-ENVIRONMENT = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
-
 
 class Settings(BaseSettings):
-    model_config = ENVIRONMENT
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/celgate"
     broker_url: str = "redis://127.0.0.1:6379/0"
