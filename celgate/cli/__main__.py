@@ -1,0 +1,5 @@
+"""`python -m celgate.cli`: the same as the `celgate` command."""
+
+from celgate.cli import main
+
+main()
