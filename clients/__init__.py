@@ -1,5 +1,6 @@
-"""Thin clients of the peers we do not own, and sandbox servers that behave like them.
+"""Thin clients of the peers we do not own, and the IDL subset they speak.
 
 This package imports neither `workers` nor the business packages: clients take their URLs and
-timeouts as arguments.
+timeouts as arguments; `settings.py` reads them from the environment for the packages that
+build clients, and `metrics.py` times every call.
 """

@@ -22,7 +22,7 @@ AppFactory = Callable[[], ASGIApp]
 class Peer:
     name: str
     path: str  # where the peer lives on its server ("" for the server root)
-    url_setting: str  # the Settings field holding the URL clients use for this peer
+    url_setting: str  # the field of clients.settings.Settings holding this peer's URL
 
 
 @dataclass(frozen=True)
