@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cashback import currencies, peers
 from cashback.text import SafeText
 from clients.push import PushRejected
+from foundation.errors import TypedError
 from workers import stq
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 from workers.logs import bind
 from workers.settings import get_settings
 

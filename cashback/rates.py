@@ -23,8 +23,8 @@ from cashback.queues import ORDER_ID_PATTERN, SERVICE_PATTERN
 from cashback.register import InvalidCashbackValue, parse_decimal
 from cashback.tables import order_rates
 from cashback.text import SafeText
+from foundation.errors import TypedError
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 from workers.settings import get_settings
 
 # A rate is a fraction of the base (0.1 is 10 %); these bounds keep every product exact.

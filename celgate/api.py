@@ -29,8 +29,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foundation.errors import TypedError
 from workers import logs
-from workers.errors import ErrorBody, TypedError
+from workers.errors import ErrorBody
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,9 @@ def add_error_handlers(app: FastAPI) -> None:
     """Typed errors, schema errors, routing errors and a lost database as `{code, message}`."""
 
     @app.exception_handler(TypedError)
-    async def typed_error(_: Request, exc: TypedError) -> JSONResponse:
+    async def typed_error(request: Request, exc: TypedError) -> JSONResponse:
+        if exc.http_status is None:  # a failure (a peer, the runtime), not an answer
+            return await crash(request, exc)
         return _error(exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 import workers
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 console = Console(highlight=False)
 
@@ -300,7 +300,7 @@ def stq_list(args: argparse.Namespace) -> None:
         print(json.dumps([{**vars(r), "state": r.state(now, OVERDUE_AFTER)} for r in rows],
                          default=str, indent=2))
         return
-    table = Table(title=f"STQ rows waiting ({len(rows)} shown, most due first)")
+    table = Table(title=f"STQ rows waiting or failed ({len(rows)} shown, most due first)")
     for column in ("queue", "task id", "state", "due", "tries", "reschedules", "last error"):
         table.add_column(column, overflow="fold")
     for r in rows:
@@ -335,9 +335,10 @@ def _money(money: Any) -> str:
 
 def money_text(amount: int, currency: str) -> str:
     """Minor units in major units with the currency, exactly: (12345, RUB) -> "123.45 RUB"."""
-    from cashback.currencies import PRECISION
+    from foundation.currencies import MINOR_UNITS
 
-    exponent = PRECISION.get(currency, 2)
+    places = MINOR_UNITS.get(currency)
+    exponent = 2 if places is None else places
     if exponent == 0:
         return f"{amount} {currency}"
     sign, digits = ("-" if amount < 0 else ""), str(abs(amount)).rjust(exponent + 1, "0")
@@ -397,7 +398,7 @@ def parser() -> argparse.ArgumentParser:
 
     stq = commands.add_parser("stq", help="STQ rows").add_subparsers(dest="stq_command",
                                                                      required=True)
-    p = stq.add_parser("list", help="waiting rows (pending, retrying, overdue), most due first")
+    p = stq.add_parser("list", help="waiting rows (pending, retrying, overdue) and failed ones, most due first")
     p.add_argument("--queue")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
