@@ -19,6 +19,10 @@ def retry_everything(exc: BaseException) -> bool:
     return True
 
 
+def retry_nothing(exc: BaseException) -> bool:
+    return False
+
+
 def backoff(attempt: int, *, initial_s: float, max_s: float, jitter: float = 0.0,
             uniform: Callable[[float, float], float] = random.uniform) -> float:
     """The pause after the `attempt`-th failed attempt (1-based): `initial_s` doubling with
@@ -38,6 +42,8 @@ class RetryPolicy:
     max_s: float
     jitter: float = 0.0  # the relative spread of each pause (0.1: +-10 %)
     retryable: Callable[[BaseException], bool] = field(default=retry_everything)
+    # Failures retried past the limit, however long they last (a peer that is down).
+    outlasts_limit: Callable[[BaseException], bool] = field(default=retry_nothing)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -51,7 +57,7 @@ class RetryPolicy:
 
     def retries(self, attempt: int, exc: BaseException) -> bool:
         """Whether to try again after the `attempt`-th attempt failed with `exc`."""
-        return attempt < self.limit and self.retryable(exc)
+        return self.retryable(exc) and (attempt < self.limit or self.outlasts_limit(exc))
 
     # tenacity takes any callable of its retry state as `wait` and `stop`.
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from foundation.errors import is_transient
 from foundation.retry import RetryPolicy
 from workers import publish as publisher
 from workers.db import transaction
@@ -111,10 +112,12 @@ def machine_retry_policy(is_transient: Callable[[BaseException], bool]) -> Retry
 
 def stq_retry_policy() -> RetryPolicy:
     """An STQ job that raised runs again, STQ_RETRY_LIMIT attempts in all; then its row is
-    marked failed."""
+    marked failed. A transient failure (a peer that is down) is waited out however long it
+    lasts: failing the row would leave its work with nobody to resume it."""
     settings = get_settings()
     return RetryPolicy(limit=settings.stq_retry_limit, initial_s=settings.stq_retry_initial_s,
-                       max_s=settings.stq_retry_max_s, jitter=RETRY_JITTER)
+                       max_s=settings.stq_retry_max_s, jitter=RETRY_JITTER,
+                       outlasts_limit=is_transient)
 
 
 def publish(task_name: str, kwargs: dict[str, Any], countdown: float) -> None:

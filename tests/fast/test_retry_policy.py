@@ -63,6 +63,16 @@ def test_a_policy_retries_below_its_limit_and_never_what_it_calls_final():
     assert not policy.retries(1, KeyError())
 
 
+def test_what_outlasts_the_limit_is_retried_past_it_unless_it_never_retries():
+    policy = RetryPolicy(limit=2, initial_s=1.0, max_s=10.0,
+                         retryable=lambda exc: not isinstance(exc, KeyError),
+                         outlasts_limit=lambda exc: isinstance(exc, LookupError))
+
+    assert policy.retries(50, IndexError())  # a LookupError: past the limit too
+    assert not policy.retries(2, ValueError())
+    assert not policy.retries(1, KeyError())  # a LookupError, but one that never retries
+
+
 def test_a_policy_gives_tenacity_its_wait_and_stop():
     policy = RetryPolicy(limit=3, initial_s=0.5, max_s=1.5)
 

@@ -197,3 +197,29 @@ def test_a_failed_task_added_again_starts_over(monkeypatch):
 
     assert stq.execute(UNPUBLISHED, name, {"name": name}, row.token,
                        lambda tx, task: stq.Finish()) == "finished"
+
+
+def test_a_transient_failure_is_waited_out_past_the_limit(monkeypatch):
+    """A peer that is down for long is not the job's fault: its row keeps retrying (at most
+    STQ_RETRY_MAX_S apart), where a job raising anything else would have failed."""
+    from foundation.errors import TypedError
+    from workers.settings import get_settings
+
+    class PeerDown(TypedError):
+        code = "peer_down"
+        transient = True
+
+    monkeypatch.setattr(get_settings(), "stq_retry_limit", 2)
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, UNPUBLISHED, name, {"name": name})
+
+    def peer_down(tx, task):
+        raise PeerDown("transactions: 503")
+
+    outcomes = [stq.execute(UNPUBLISHED, name, {"name": name}, stored(name).token, peer_down)
+                for _ in range(4)]
+
+    assert outcomes == ["failed_attempt"] * 4
+    row = stored(name)
+    assert row.failed_at is None and row.exec_tries == 4 and row.publish_at is not None
