@@ -3,11 +3,10 @@
 Adding a task that is already pending updates its kwargs and due time and rotates its token,
 so there is never more than one pending task per id and older messages turn stale. A job
 returns `Finish` (the row is deleted) or `Reschedule` (new due time, new token). A job that
-raises runs again after a backoff; after STQ_RETRY_LIMIT attempts (a transient failure is waited
-out) its row is marked failed: kept
-for operators (`celgate stq list`, the `celgate_stq_tasks` gauge), never swept, until the task
-is added again. The queue name is the Celery task name that executes it, so the sweeper needs
-no registry to publish.
+raises runs again after a backoff; after STQ_RETRY_LIMIT attempts (a transient failure is
+waited out) its row is marked failed: kept for operators (`celgate stq list`, the
+`celgate_stq_tasks` gauge), never swept, until the task is added again. The queue name is the
+Celery task name that executes it, so the sweeper needs no registry to publish.
 """
 
 from __future__ import annotations
