@@ -17,9 +17,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
+from clients import metrics
 from foundation.errors import TypedError
 from foundation.retry import RetryPolicy
-from workers import metrics
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from thriftpy2.transport import TTransportException
 from thriftpy2.transport.buffered import TCyBufferedTransport
 from thriftpy2.transport.memory import TCyMemoryBuffer, TMemoryBuffer
 
+from clients import metrics
 from clients.keepalive import Answer, AnswerLost, KeepAlive, NotSent
 from foundation.errors import TypedError
 from foundation.retry import RetryPolicy
-from workers import metrics
 
 log = logging.getLogger(__name__)
 

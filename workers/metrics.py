@@ -1,8 +1,9 @@
 """Prometheus metrics of the runtime (names are in docs/contract.md, "Operations").
 
 Two kinds live here:
-- what a worker observes while it runs (step durations, peer latency, timer lag, sweeper
-  publishes, cashback operations): histograms and counters, updated by one call at the spot;
+- what a worker observes while it runs (step durations, timer lag, sweeper publishes, cashback
+  operations; peer latency is `clients.metrics`): histograms and counters, updated by one call
+  at the spot;
 - what the database knows (machines by status, STQ rows by state, overdue timers): gauges
   computed when scraped, from indexes, so a scrape costs the same at a thousand or a million
   machines.
@@ -20,7 +21,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from prometheus_client import (
@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-# Steps and peer calls take milliseconds to a few seconds; timers may lag by minutes.
+# Steps take milliseconds to a few seconds; timers may lag by minutes.
 _FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
@@ -46,12 +46,6 @@ STEP_DURATION = Histogram(
     "Time a machine step (one timer of a namespace) took, by outcome: ok, or error when the "
     "attempt failed and was recorded for a retry or for an operator.",
     ["namespace", "step", "outcome"], buckets=_FAST_BUCKETS)
-PEER_DURATION = Histogram(
-    "celgate_peer_request_duration_seconds",
-    "Time a call to a peer took, retries included, by outcome: ok, a woody error class "
-    "(resource_unavailable, result_unknown, result_unexpected), business_error, or for a JSON "
-    "peer unavailable, rejected or bad_answer.",
-    ["peer", "method", "outcome"], buckets=_FAST_BUCKETS)
 TIMER_LAG = Histogram(
     "celgate_timer_lag_seconds",
     "How late a machine timer ran after its due time.",
@@ -88,43 +82,6 @@ def cashback_operation_sent(service: str, operation_id: str) -> None:
     kind = ("manual" if "/manual/" in operation_id
             else "retry" if "/retry/" in operation_id else "update")
     CASHBACK_OPERATIONS.labels(service, kind).inc()
-
-
-@contextmanager
-def peer_call(peer: str, method: str) -> Iterator[None]:
-    """Time a peer call; its outcome is `ok` or the class of the error that left the block."""
-    started = time.perf_counter()
-    outcome = "ok"
-    try:
-        yield
-    except BaseException as exc:
-        outcome = peer_outcome(exc)
-        raise
-    finally:
-        PEER_DURATION.labels(peer, method, outcome).observe(time.perf_counter() - started)
-
-
-def peer_outcome(exc: BaseException) -> str:
-    """A small, fixed vocabulary: woody's error classes (resource_unavailable, result_unknown,
-    result_unexpected), business_error (a declared Thrift exception), and for JSON peers
-    unavailable, rejected (a 4xx answer) or bad_answer; else the error's class name."""
-    error_class = getattr(exc, "error_class", None)  # woody: "resource unavailable", ...
-    if isinstance(error_class, str):
-        return error_class.replace(" ", "_")
-    kinds = {cls.__name__ for cls in type(exc).__mro__}
-    for kind, outcome in _PEER_ERRORS:
-        if kind in kinds:
-            return outcome
-    return _snake(type(exc).__name__)
-
-
-_PEER_ERRORS = (("BusinessError", "business_error"), ("PeerUnavailable", "unavailable"),
-                ("PeerRejected", "rejected"), ("PeerBadAnswer", "bad_answer"))
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
 
 
 # --- gauges read from the database -----------------------------------------------------------
@@ -229,8 +186,3 @@ def step_done(namespace: str, outcome: str, started: float) -> None:
 
 
 _STEP_OUTCOMES = {"processed": "ok", "failed_attempt": "error"}
-
-
-def json_peer_name(unavailable: type) -> str:
-    """A JSON peer's label from its client's error class: `ProviderUnavailable` -> provider."""
-    return unavailable.__name__.removesuffix("Unavailable").lower() or "peer"

@@ -87,3 +87,15 @@ def test_the_bottom_layer_imports_nothing_of_the_project():
                             check=True)
 
     assert result.stdout.strip() == "['foundation']"
+
+
+def test_the_clients_import_nothing_of_the_runtime():
+    """`import workers` builds the Celery app: a client must not pay for it."""
+    probe = ("import sys, clients.accounter, clients.limiter, clients.provider, "
+             "clients.transactions, clients.push, clients.wallet; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'workers', 'celery', 'payments', 'cashback', 'celgate'}))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+
+    assert result.stdout.strip() == "[]"
