@@ -22,7 +22,8 @@ from cashback.orders import Order, OrderNotFound
 from cashback.rates import CalcRequest, RatesRequest
 from cashback.register import RegisterRequest, register_cashback
 from cashback.retry import retry
-from workers.errors import ErrorBody, TypedError
+from foundation.errors import TypedError
+from workers.errors import ErrorBody
 from workers.text import check_text
 
 router = APIRouter(tags=["cashback"])

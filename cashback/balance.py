@@ -24,9 +24,9 @@ from cashback import currencies, peers
 from cashback.settings import get_settings
 from cashback.text import SafeText
 from clients.push import PushRejected
+from foundation.errors import TypedError
 from workers import stq
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 from workers.logs import bind
 from workers.settings import get_settings as runtime_settings
 

@@ -9,6 +9,11 @@ compares the order's target with the invoice and answers one of:
 - `Done`: the invoice is terminal and equals the target;
 - `Fail`: stop and show why on the order (retries exhausted, no user ip, invoice missing...).
 
+What the calls to transactions and the wallet come to is a decision too (`after_error`,
+`Sent`): a rate limit or a version conflict waits without touching the order, a refusal fails
+it, and anything else (transactions unreachable, an answer we do not understand) is `RetryJob`:
+the job raises it and the STQ runner runs it again after a backoff.
+
 Operation ids (docs/contract.md): `<order_id>/v<version>` for the order_clears version,
 `<that id>/retry/<n>` for the n-th retry after the invoice failed it, and `<that id>/manual/<n>`
 for the n-th operator retry of a failed order (sent once, whatever the invoice's state, with
@@ -20,12 +25,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Literal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from cashback.settings import get_settings
-from clients.transactions import Invoice, Operation
+from clients.transactions import (
+    Invoice,
+    InvoiceNotFound,
+    Operation,
+    RateLimited,
+    TransactionsRejected,
+    VersionConflict,
+)
+from clients.wallet import WalletRejected
 
 ZERO = Decimal(0)
 _MAX_GROWTH_STEPS = 32  # beyond this every delay is at its cap anyway
@@ -98,6 +112,10 @@ class Update:
 @dataclass(frozen=True)
 class Wait:
     delay_s: float
+    # False: the run learned nothing about the invoice (rate limited, raced), so the order's
+    # charge status stays as it is.
+    record: bool = True
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,23 @@ class Fail:
     message: str
 
 
-Decision = Update | Wait | Done | Fail
+@dataclass(frozen=True)
+class Sent:
+    """transactions took the update: the order is charging under `operation_id`; poll."""
+
+    operation_id: str
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class RetryJob:
+    """Nothing to decide from this failure: the job raises it for the STQ runner's retry."""
+
+    error: Exception
+
+
+Decision = Update | Wait | Done | Fail | Sent | RetryJob
+Call = Literal["retrieve_invoice", "wallet", "update_cashback"]
 
 
 def decide(order: ChargeTarget, invoice: Invoice, now: datetime, policy: ChargePolicy, *,
@@ -144,6 +178,24 @@ def on_missing_invoice(order_id: str, polls: int, policy: ChargePolicy) -> Wait 
         return Fail("invoice_not_found",
                     f"transactions has no invoice {order_id} after {polls} attempts")
     return Wait(policy.poll_delay(polls))
+
+
+def after_error(call: Call, error: Exception, order_id: str, polls: int,
+                policy: ChargePolicy) -> Decision:
+    """What a call that raised means for the charge. The checks go from the narrowest class
+    to the widest: InvoiceNotFound and VersionConflict are also TransactionsRejected."""
+    if isinstance(error, RateLimited):
+        return Wait(policy.poll_delay(polls), record=False, why="transactions rate limited")
+    if call == "update_cashback" and isinstance(error, VersionConflict):
+        return Wait(policy.poll_initial_s, record=False,
+                    why="invoice changed under the update; reading it again")
+    if call != "wallet" and isinstance(error, InvoiceNotFound):
+        return on_missing_invoice(order_id, polls, policy)
+    if call == "wallet" and isinstance(error, WalletRejected):
+        return Fail("wallet_rejected", str(error))
+    if call == "update_cashback" and isinstance(error, TransactionsRejected):
+        return Fail("update_rejected", str(error))
+    return RetryJob(error)
 
 
 def _after_failure(order: ChargeTarget, invoice: Invoice, now: datetime, policy: ChargePolicy,

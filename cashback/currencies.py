@@ -1,4 +1,5 @@
-"""ISO 4217 minor-unit precision, the cashback precision, and rounding DOWN to them.
+"""ISO 4217 minor-unit precision (`foundation.currencies`), the cashback precision, and rounding
+DOWN to them.
 
 Cashback has a precision of its own per currency (CASHBACK_PRECISION: Plus points in RUB are
 whole, BYN tenths); a currency it does not name uses its ISO minor unit. Cashback is never
@@ -11,28 +12,12 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 
 from cashback.settings import get_settings
-from workers.errors import TypedError
-
-# Currency -> number of decimal places of its minor unit (ISO 4217).
-PRECISION: dict[str, int] = {
-    "AMD": 2, "AUD": 2, "AZN": 2, "BYN": 2, "CAD": 2, "CHF": 2, "CNY": 2, "CZK": 2, "EUR": 2,
-    "GBP": 2, "GEL": 2, "ILS": 2, "KGS": 2, "KZT": 2, "MDL": 2, "NOK": 2, "PLN": 2, "RON": 2,
-    "RSD": 2, "RUB": 2, "SEK": 2, "TJS": 2, "TRY": 2, "UAH": 2, "USD": 2, "UZS": 2,
-    "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "VND": 0,
-    "BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3,
-}
-
-
-class UnknownCurrency(TypedError):
-    code = "unknown_currency"
-    http_status = 400
+from foundation import currencies
 
 
 def precision(currency: str) -> int:
-    try:
-        return PRECISION[currency]
-    except KeyError:
-        raise UnknownCurrency(f"unknown currency {currency!r}") from None
+    """Decimal places of the currency's ISO 4217 minor unit (UnknownCurrency without one)."""
+    return currencies.minor_unit_places(currency)
 
 
 def minor_unit(currency: str) -> Decimal:

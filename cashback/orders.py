@@ -11,8 +11,8 @@ from sqlalchemy import Text, bindparam, func, select, text, update
 from sqlalchemy.engine import Row
 
 from cashback.tables import order_clears
+from foundation.errors import TypedError
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 
 
 class ChargeStatus(StrEnum):

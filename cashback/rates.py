@@ -24,8 +24,8 @@ from cashback.register import InvalidCashbackValue, parse_decimal
 from cashback.settings import get_settings
 from cashback.tables import order_rates
 from cashback.text import SafeText
+from foundation.errors import TypedError
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 
 # A rate is a fraction of the base (0.1 is 10 %); these bounds keep every product exact.
 RATE_INTEGER_DIGITS = 6

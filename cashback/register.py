@@ -23,8 +23,8 @@ from cashback import currencies, orders
 from cashback.orders import ChargeStatus, Order
 from cashback.queues import ORDER_ID_PATTERN, SERVICE_PATTERN, queue_charge
 from cashback.text import SafeObject, SafeText
+from foundation.errors import TypedError
 from workers.db import Tx, transaction
-from workers.errors import TypedError
 from workers.logs import bind
 
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")

@@ -15,8 +15,8 @@ from dataclasses import replace
 from cashback import orders
 from cashback.orders import ChargeStatus, Order, OrderNotFound
 from cashback.queues import queue_charge
+from foundation.errors import TypedError
 from workers.db import transaction
-from workers.errors import TypedError
 from workers.logs import bind
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, ValidationInfo
 
-from workers.errors import TypedError
+from foundation.errors import TypedError
 from workers.text import check_text
 
 MAX_PAYLOAD_DEPTH = 32

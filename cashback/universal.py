@@ -29,9 +29,9 @@ from cashback.queues import OrderKwargs
 from cashback.register import RegisterRequest, SourceValue, register_in
 from cashback.settings import get_settings
 from clients.transactions import Invoice, InvoiceNotFound, PaymentItems, RateLimited
+from foundation.errors import TypedError
 from workers import stq
 from workers.db import Tx
-from workers.errors import TypedError
 from workers.logs import bind
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ def run(tx: Tx, task: stq.Task, kwargs: OrderKwargs) -> stq.JobResult:
             )
             result = register_in(tx, request)
         except (TypedError, ValidationError) as exc:
+            if isinstance(exc, TypedError) and not exc.is_answer:
+                raise
             # The invoice or the order disagree with what register accepts: no retry fixes it.
             code = exc.code if isinstance(exc, TypedError) else "invalid_request"
             log.error("computed cashback refused by register",

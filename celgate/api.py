@@ -30,8 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from celgate.settings import ApiSettings, get_all, get_settings
+from foundation.errors import TypedError
 from workers import logs
-from workers.errors import ErrorBody, TypedError
+from workers.errors import ErrorBody
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("celgate.access")
@@ -202,7 +203,9 @@ def add_error_handlers(app: FastAPI) -> None:
     """Typed errors, schema errors, routing errors and a lost database as `{code, message}`."""
 
     @app.exception_handler(TypedError)
-    async def typed_error(_: Request, exc: TypedError) -> JSONResponse:
+    async def typed_error(request: Request, exc: TypedError) -> JSONResponse:
+        if exc.http_status is None:  # a failure (a peer, the runtime), not an answer
+            return await crash(request, exc)
         return _error(exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

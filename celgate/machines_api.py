@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from foundation.errors import TypedError
 from workers import machines
-from workers.errors import TypedError
 
 router = APIRouter(prefix="/v1/machines", tags=["machines"])
 

@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clients.woody import BusinessError, WoodyClient, WoodyContext, load_idl
+from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
+    BusinessError,
+    InvalidRequest,
+    WoodyClient,
+    WoodyContext,
+    load_idl,
+)
 
 accounter_thrift = load_idl("accounter")
 base_thrift = accounter_thrift.base
@@ -63,14 +69,6 @@ class InvalidPostingParams(AccounterError):
         self.wrong_postings = dict(wrong_postings)
         detail = "; ".join(f"{p}: {why}" for p, why in self.wrong_postings.items())
         super().__init__("InvalidPostingParams", detail=detail, **kwargs)
-
-
-class InvalidRequest(AccounterError):
-    code = "invalid_request"
-
-    def __init__(self, errors: Sequence[str], **kwargs: Any) -> None:
-        self.errors = list(errors)
-        super().__init__("InvalidRequest", detail="; ".join(self.errors), **kwargs)
 
 
 class PlanNotFound(AccounterError):

@@ -15,22 +15,17 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 from clients import metrics
+from foundation.errors import TypedError
+from foundation.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 
-class PeerError(Exception):
-    """Base of every client error; `code` is machine-readable."""
+class PeerError(TypedError):
+    """Base of every JSON client error; `code` is machine-readable."""
 
     code = "peer_error"
 
@@ -43,6 +38,7 @@ class PeerUnavailable(PeerError):
     """
 
     code = "peer_unavailable"
+    transient = True
 
 
 class PeerBadAnswer(PeerError):
@@ -67,6 +63,10 @@ class PeerRejected(PeerError):
 
 class _Retryable(Exception):
     """An attempt that may succeed when repeated; carries why, for the final error."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Retryable)
 
 
 @dataclass(frozen=True)
@@ -161,10 +161,13 @@ class JsonHttp:
 
     def _call(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> JsonAnswer:
         url = self.base_url + path
+        # Pauses of backoff_s, doubling, at most a second.
+        policy = RetryPolicy(limit=self._attempts if idempotent else 1,
+                             initial_s=self._backoff_s, max_s=1.0, retryable=_retryable)
         retrying = Retrying(
-            stop=stop_after_attempt(self._attempts if idempotent else 1),
-            wait=wait_exponential(multiplier=self._backoff_s, max=1),
-            retry=retry_if_exception_type(_Retryable),
+            stop=policy.stop,
+            wait=policy.wait,
+            retry=retry_if_exception(policy.retryable),
             before_sleep=_log_retry,
             reraise=False,
         )

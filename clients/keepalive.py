@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from foundation.errors import TypedError
+
 # Idle connections kept per peer: one per thread that calls it at the same time is enough.
 _MAX_IDLE = 8
 _RECV_BYTES = 65536
@@ -33,12 +35,18 @@ _RECV_BYTES = 65536
 _FORBIDDEN = ("\r", "\n", "\0")
 
 
-class NotSent(Exception):
+class NotSent(TypedError):
     """Nothing was sent: the connection could not be opened (refused, unreachable, timeout)."""
 
+    code = "not_sent"
+    transient = True
 
-class AnswerLost(Exception):
+
+class AnswerLost(TypedError):
     """The request may have reached the peer, but its answer did not come back whole."""
+
+    code = "answer_lost"
+    transient = True
 
     def __init__(self, reason: str, *, timed_out: bool) -> None:
         super().__init__(reason)

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clients.woody import BusinessError, WoodyClient, WoodyContext, load_idl
+from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
+    BusinessError,
+    InvalidRequest,
+    WoodyClient,
+    WoodyContext,
+    load_idl,
+)
 
 limiter_thrift = load_idl("limiter")
 base_thrift = limiter_thrift.base
@@ -118,14 +124,6 @@ class LimitChangeNotFound(LimiterError):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("LimitChangeNotFound", **kwargs)
-
-
-class InvalidRequest(LimiterError):
-    code = "invalid_request"
-
-    def __init__(self, errors: Sequence[str], **kwargs: Any) -> None:
-        self.errors = list(errors)
-        super().__init__("InvalidRequest", detail="; ".join(self.errors), **kwargs)
 
 
 class InvalidOperationCurrency(LimiterError):

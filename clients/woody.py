@@ -18,7 +18,7 @@ import re
 import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,8 @@ from thriftpy2.transport.memory import TCyMemoryBuffer, TMemoryBuffer
 
 from clients import metrics
 from clients.keepalive import Answer, AnswerLost, KeepAlive, NotSent
+from foundation.errors import TypedError
+from foundation.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,10 @@ def load_idl(name: str) -> ModuleType:
 # --- errors ---------------------------------------------------------------------------------
 
 
-class WoodyError(Exception):
+class WoodyError(TypedError):
     """A system failure of a woody call, classified as woody classifies it."""
 
+    code = "woody_error"
     error_class: ClassVar[str] = "result unexpected"
 
     def __init__(self, reason: str, *, trace_id: str | None = None) -> None:
@@ -84,18 +87,23 @@ class WoodyError(Exception):
 class ResourceUnavailable(WoodyError):
     """The call was not executed (refused, overloaded, deadline already reached)."""
 
+    code = "resource_unavailable"
+    transient = True
     error_class = "resource unavailable"
 
 
 class ResultUnknown(WoodyError):
     """The call may or may not have been executed (timeout, dropped connection, 504)."""
 
+    code = "result_unknown"
+    transient = True  # a repeat with the same idempotency key is safe
     error_class = "result unknown"
 
 
 class ResultUnexpected(WoodyError):
     """The peer broke the contract or failed unexpectedly (500, 4xx, undecodable reply)."""
 
+    code = "result_unexpected"
     error_class = "result unexpected"
 
 
@@ -104,12 +112,14 @@ _ERROR_CLASSES: dict[str, type[WoodyError]] = {
 }
 
 
-class BusinessError(Exception):
+class BusinessError(TypedError):
     """A Thrift exception the method declares: the peer's deterministic answer.
 
     `name` is the unqualified Thrift type name; `exception` the decoded Thrift object when the
     error came off the wire.
     """
+
+    code = "business_error"
 
     def __init__(self, name: str, exception: TException | None = None, *,
                  detail: str | None = None, trace_id: str | None = None) -> None:
@@ -117,6 +127,17 @@ class BusinessError(Exception):
         self.name = name
         self.exception = exception
         self.trace_id = trace_id
+
+
+class InvalidRequest(BusinessError):
+    """`base.InvalidRequest`, which Accounter and Limiter both declare: the request itself is
+    wrong (an unknown plan or operation, a change already final); `errors` says how."""
+
+    code = "invalid_request"
+
+    def __init__(self, errors: Sequence[str], **kwargs: Any) -> None:
+        self.errors = list(errors)
+        super().__init__("InvalidRequest", detail="; ".join(self.errors), **kwargs)
 
 
 # --- trace context and deadline -------------------------------------------------------------
@@ -308,11 +329,13 @@ class WoodyClient:
         seqid = next(self._seqids) & 0x7FFFFFFF
         body = self._encode_call(method, args or {}, seqid)
         ends_at = self._ends_at(context)
+        policy = RetryPolicy(
+            limit=self.attempts, initial_s=_BACKOFF_FIRST_S, max_s=_BACKOFF_MAX_S,
+            retryable=lambda exc: isinstance(exc, WoodyError) and _may_retry(exc, idempotent))
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, WoodyError) and _may_retry(exc, idempotent)),
-            stop=self._stop(ends_at),
-            wait=tenacity.wait_exponential(multiplier=_BACKOFF_FIRST_S, max=_BACKOFF_MAX_S),
+            retry=tenacity.retry_if_exception(policy.retryable),
+            stop=self._stop(policy, ends_at),
+            wait=policy.wait,
             before_sleep=lambda state: log.warning(
                 "woody %s %s: attempt %d failed (%s), retrying", self.url, method,
                 state.attempt_number, state.outcome.exception() if state.outcome else None),
@@ -345,10 +368,12 @@ class WoodyClient:
             ends_at = min(ends_at, time.monotonic() + left)
         return ends_at
 
-    def _stop(self, ends_at: float) -> Callable[[tenacity.RetryCallState], bool]:
+    @staticmethod
+    def _stop(policy: RetryPolicy,
+              ends_at: float) -> Callable[[tenacity.RetryCallState], bool]:
         def stop(state: tenacity.RetryCallState) -> bool:
             out_of_time = time.monotonic() + state.upcoming_sleep >= ends_at
-            return state.attempt_number >= self.attempts or out_of_time
+            return policy.stop(state) or out_of_time
         return stop
 
     def _attempt_timeout(self, ends_at: float, number: int, idempotent: bool) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 
 class InvalidValue(TypedError):
@@ -14,10 +14,6 @@ class InvalidValue(TypedError):
 
 class InvalidAmount(InvalidValue):
     code = "invalid_amount"
-
-
-class UnknownCurrency(InvalidValue):
-    code = "unknown_currency"
 
 
 class UnknownAccountType(InvalidValue):
@@ -46,7 +42,6 @@ class InvalidCart(InvalidValue):
 
 class InvalidHoldLifetime(InvalidValue):
     code = "invalid_hold_lifetime"
-
 
 
 class InvalidRoute(InvalidValue):

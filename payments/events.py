@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from foundation.errors import TypedError
 from payments.cashflow import CashFlowTemplate, FinalCashFlow
 from payments.model import (
     CaptureData,
@@ -27,11 +28,12 @@ from payments.model import (
     TurnoverLimit,
 )
 from payments.money import Money
-from workers.errors import TypedError
 
 
-class InvalidHistory(Exception):
+class InvalidHistory(TypedError):
     """A stored change this code cannot read or apply: a bug, never retried."""
+
+    code = "invalid_history"
 
 
 _TYPES: dict[str, type] = {}

@@ -22,8 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from clients.json_http import PeerUnavailable
-from clients.woody import ResourceUnavailable, ResultUnknown
+from foundation.errors import is_transient
 from payments import decisions
 from payments.decisions import CancelCommand, CaptureCommand, RepairCommand
 from payments.events import Change, InvalidHistory, from_json, to_json
@@ -31,7 +30,7 @@ from payments.model import PaymentRequest
 from payments.peers import get_peers
 from payments.settings import get_settings
 from payments.state import Activity, PaymentState, fold
-from payments.steps import STEPS, ProviderSessionRetry
+from payments.steps import STEPS
 from workers import machines
 from workers.logs import bind
 from workers.machines import Action, Call, Init, Machine, Namespace, Repair, Result, Signal
@@ -39,13 +38,6 @@ from workers.machines import Action, Call, Init, Machine, Namespace, Repair, Res
 log = logging.getLogger(__name__)
 
 NAME = "payments"
-
-_TRANSIENT = (ResourceUnavailable, ResultUnknown, PeerUnavailable, ProviderSessionRetry)
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
-
 
 def state_of(machine: Machine) -> PaymentState:
     return fold(from_json(event.body) for event in machine.history)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from clients import accounter
 from clients.limiter import LimitChange, PaymentContext
 from clients.woody import BusinessError
+from foundation.errors import TypedError
 from payments import decisions
 from payments.cashflow import FinalCashFlow, revert, to_batch
 from payments.events import (
@@ -58,16 +59,17 @@ class Step:
     action: Action
 
 
-class ProviderSessionFailed(Exception):
+class ProviderSessionFailed(TypedError):
     """The provider failed the session for good: nothing here can fix it, an operator can."""
 
     code = "provider_session_failed"
 
 
-class ProviderSessionRetry(Exception):
+class ProviderSessionRetry(TypedError):
     """The provider failed the session with a transient failure: run the session again later."""
 
     code = "provider_session_transient_failure"
+    transient = True
 
 
 # --- the steps ------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from foundation.errors import TypedError
+
 log = logging.getLogger(__name__)
 
 # Far beyond any real task's kwargs (ours nest a few levels), far below the recursion limit
@@ -27,8 +29,10 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 64
 
 
-class Malformed(Exception):
+class Malformed(TypedError):
     """Why a message is not a task message we can run."""
+
+    code = "malformed_message"
 
 
 def check(message: Any) -> None:

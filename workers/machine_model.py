@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from workers.errors import TypedError
+from foundation.errors import TypedError
+from foundation.retry import retry_everything
 
 Json = dict[str, Any]
 
@@ -127,10 +128,6 @@ class Result:
 
 class Processor(Protocol):
     def __call__(self, signal: Signal, machine: Machine) -> Result: ...
-
-
-def retry_everything(exc: BaseException) -> bool:
-    return True
 
 
 @dataclass(frozen=True)

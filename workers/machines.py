@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.engine import Row
 
+from foundation.errors import TypedError, code_of
 from workers import machine_store as store
 from workers import metrics, timers
 from workers.celery_app import app
@@ -186,10 +186,11 @@ def _set_timer(tx: Tx, namespace: str, row: Row, due: datetime, **values: Any) -
 
 def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
     attempts = row.failed_attempts + 1
-    error = {"code": getattr(exc, "code", None) or _snake_case(type(exc).__name__),
-             "type": type(exc).__name__, "message": str(exc)[:2000], "attempts": attempts}
-    if ns.is_transient(exc) and attempts < timers.machine_retry_limit():
-        delay = timers.backoff(attempts)
+    error = {"code": code_of(exc), "type": type(exc).__name__, "message": str(exc)[:2000],
+             "attempts": attempts}
+    policy = timers.machine_retry_policy(ns.is_transient)
+    if policy.retries(attempts, exc):
+        delay = policy.delay(attempts)
         log.warning("step failed, retrying", extra={"error": error, "retry_in_s": delay})
         _set_timer(
             tx, ns.name, row, now() + timedelta(seconds=delay),
@@ -210,11 +211,6 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
             "updated_at": now(),
         },
     )
-
-
-def _snake_case(name: str) -> str:
-    """`ResourceUnavailable` -> `resource_unavailable`: a code for an error that has none."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 _SWEEP = timers.claim_sql("machines", ("namespace", "id"), due="timer_due_at",
@@ -253,10 +249,12 @@ def registered(name: str) -> Namespace:
         raise MachineNotFound(f"no machine namespace {name!r}") from None
 
 
-class StepAttemptFailed(Exception):
+class StepAttemptFailed(TypedError):
     """Reported to Celery when a step attempt failed, after the runtime recorded it (a retry
     timer, or the machine marked failed): a task list shows the attempt failed, not a success.
-    Not a TypedError, so the task does raise it."""
+    Not an answer (no HTTP status), so the task does raise it."""
+
+    code = "step_attempt_failed"
 
 
 def register_timeout_task(ns: Namespace):

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from celery import Task
 from pydantic import BaseModel, ValidationError
 
-from workers.errors import MalformedTaskKwargs, TypedError
+from foundation.errors import TypedError
+from workers.errors import MalformedTaskKwargs
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def parse(model: type[M], kwargs: dict[str, Any]) -> M:
 
 
 class TypedTask(Task):
-    """Acks and logs a typed error once; no Celery-level retry for an answer that won't change."""
+    """Acks and logs a typed answer once; no Celery-level retry for an answer that won't change."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -39,6 +40,8 @@ class TypedTask(Task):
                 raise MalformedTaskKwargs(f"{self.name} takes keyword arguments only")
             return super().__call__(**kwargs)
         except TypedError as error:
+            if not error.is_answer:  # a failure to get an answer: Celery sees it raised
+                raise
             log.error(
                 "task rejected",
                 extra={"task": self.name, "code": error.code, "error": error.message,

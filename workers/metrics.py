@@ -84,7 +84,7 @@ class DatabaseGauges(Collector):
 
     Machines are counted from `machine_counts`, totals kept by a trigger (migration
     0005_operate): counting a million rows per scrape is what this avoids. STQ rows are pending
-    work only (finished rows are deleted) and overdue timers are found through the due-time
+    work or failed jobs only (finished rows are deleted) and overdue timers are found through the due-time
     index, so both read only rows that are waiting.
     """
 
@@ -110,9 +110,10 @@ class DatabaseGauges(Collector):
         return (
             GaugeMetricFamily("celgate_machines", "Machines by namespace and status "
                               "(working, failed).", labels=["namespace", "status"]),
-            GaugeMetricFamily("celgate_stq_tasks", "Waiting STQ rows by queue and state: "
-                              "pending, retrying (a failed attempt is recorded) or overdue "
-                              f"(due more than {OVERDUE_AFTER.seconds} s ago).",
+            GaugeMetricFamily("celgate_stq_tasks", "STQ rows by queue and state: "
+                              "pending, retrying (a failed attempt is recorded), overdue "
+                              f"(due more than {OVERDUE_AFTER.seconds} s ago) or failed (the "
+                              "job raised STQ_RETRY_LIMIT times; kept until added again).",
                               labels=["queue", "state"]),
             GaugeMetricFamily("celgate_timers_overdue", "Machine timers due more than "
                               f"{OVERDUE_AFTER.seconds} s ago that have not run.",

@@ -45,9 +45,10 @@ def machine_totals(tx: Tx) -> dict[tuple[str, str], int]:
 
 def stq_totals(tx: Tx, overdue_after: timedelta = timedelta(seconds=30)
                ) -> dict[tuple[str, str], int]:
-    """Waiting STQ rows per (queue, state): overdue, retrying or pending (first match)."""
+    """STQ rows per (queue, state): failed, overdue, retrying or pending (first match)."""
     rows = tx.conn.execute(text("""
-        SELECT queue, CASE WHEN eta < now() - :overdue THEN 'overdue'
+        SELECT queue, CASE WHEN failed_at IS NOT NULL THEN 'failed'
+                           WHEN eta < now() - :overdue THEN 'overdue'
                            WHEN exec_tries > 0 THEN 'retrying'
                            ELSE 'pending' END AS state, count(*)
         FROM stq_tasks GROUP BY 1, 2
@@ -78,17 +79,21 @@ class StqRow:
     exec_tries: int
     reschedule_counter: int
     last_error: str | None
+    failed_at: datetime | None
 
     def state(self, now: datetime, overdue_after: timedelta) -> str:
+        if self.failed_at is not None:
+            return "failed"
         if self.eta < now - overdue_after:
             return "overdue"
         return "retrying" if self.exec_tries else "pending"
 
 
 def stq_rows(tx: Tx, *, queue: str | None = None, limit: int = 100) -> list[StqRow]:
-    """Waiting STQ rows, the most due first."""
+    """STQ rows (waiting or failed), the most due first."""
     rows = tx.conn.execute(text("""
-        SELECT queue, task_id, eta, sent_at, exec_tries, reschedule_counter, last_error
+        SELECT queue, task_id, eta, sent_at, exec_tries, reschedule_counter, last_error,
+               failed_at
         FROM stq_tasks WHERE (CAST(:queue AS text) IS NULL OR queue = :queue)
         ORDER BY eta LIMIT :limit
     """), {"queue": queue, "limit": limit})

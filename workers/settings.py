@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     machine_retry_limit: int = Field(10, ge=1)
     stq_retry_initial_s: float = Field(1.0, gt=0)
     stq_retry_max_s: float = Field(600.0, gt=0)
+    # Attempts of an STQ job that keeps raising before its row is marked failed.
+    stq_retry_limit: int = Field(10, ge=1)
 
     # Extra task modules a worker imports (test and benchmark namespaces).
     worker_extra_imports: str = ""  # comma-separated module names

@@ -2,8 +2,11 @@
 
 Adding a task that is already pending updates its kwargs and due time and rotates its token,
 so there is never more than one pending task per id and older messages turn stale. A job
-returns `Finish` (the row is deleted) or `Reschedule` (new due time, new token). The queue name
-is the Celery task name that executes it, so the sweeper needs no registry to publish.
+returns `Finish` (the row is deleted) or `Reschedule` (new due time, new token). A job that
+raises runs again after a backoff; after STQ_RETRY_LIMIT attempts (a transient failure is
+waited out) its row is marked failed: kept for operators (`celgate stq list`, the
+`celgate_stq_tasks` gauge), never swept, until the task is added again. The queue name is the
+Celery task name that executes it, so the sweeper needs no registry to publish.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from workers.celery_app import app
 from workers.db import Tx, transaction
 from workers.logs import bind
 from workers.messages import TypedTask, parse
-from workers.settings import get_settings
 from workers.tables import stq_tasks
 from workers.timers import now
 
@@ -94,7 +96,7 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
             delay = timers.busy_delay()
             tx.after_commit(lambda: _publish(queue, kwargs, token, now(), countdown=delay))
             return "busy"
-        if row.token != token:
+        if row.token != token or row.failed_at is not None:
             return "stale"
         task = _task(row)
         try:
@@ -105,8 +107,7 @@ def execute(queue: str, task_id: str, kwargs: dict[str, Any], token: str | None,
                 # Nothing can be recorded on a dead connection (it would only raise
                 # PendingRollbackError); the row keeps its publish time and comes back.
                 raise
-            _retry_later(tx, row, exc)
-            return "failed_attempt"
+            return _attempt_failed(tx, row, exc)
         if isinstance(result, Finish):
             tx.conn.execute(_DELETE, {"queue": queue, "task_id": task_id})
             return "finished"
@@ -138,7 +139,10 @@ _ADD = text("""
     VALUES (:queue, :task_id, CAST(:kwargs AS jsonb), :eta, :token, :sent_at, :publish_at)
     ON CONFLICT (queue, task_id) DO UPDATE SET
         kwargs = excluded.kwargs, eta = excluded.eta, token = excluded.token,
-        sent_at = excluded.sent_at, publish_at = excluded.publish_at, updated_at = :now
+        sent_at = excluded.sent_at, publish_at = excluded.publish_at, updated_at = :now,
+        -- a failed task added again starts over
+        exec_tries = CASE WHEN stq_tasks.failed_at IS NULL THEN stq_tasks.exec_tries ELSE 0 END,
+        failed_at = NULL
 """)
 _READ = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id")
 _TRY_LOCK = text("SELECT * FROM stq_tasks WHERE queue = :queue AND task_id = :task_id "
@@ -193,18 +197,26 @@ def _reschedule(tx: Tx, row: Row, delay_s: float, *, reschedule: bool, **values:
         tx.after_commit(lambda: _publish(row.queue, row.kwargs, armed.token, armed.due))
 
 
-def _retry_later(tx: Tx, row: Row, exc: Exception) -> None:
-    settings = get_settings()
+def _attempt_failed(tx: Tx, row: Row, exc: Exception) -> str:
+    """Run the job again after a backoff, or mark the row failed once the policy gives up."""
     tries = row.exec_tries + 1
-    delay = timers.backoff(
-        tries, initial_s=settings.stq_retry_initial_s, max_s=settings.stq_retry_max_s
-    )
-    log.warning(
-        "stq job failed, retrying",
-        extra={"error": f"{type(exc).__name__}: {exc}", "exec_tries": tries, "retry_in_s": delay},
-    )
-    _reschedule(tx, row, delay, reschedule=False, exec_tries=tries,
-                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+    error = f"{type(exc).__name__}: {exc}"
+    policy = timers.stq_retry_policy()
+    if policy.retries(tries, exc):
+        delay = policy.delay(tries)
+        log.warning("stq job failed, retrying",
+                    extra={"error": error, "exec_tries": tries, "retry_in_s": delay})
+        _reschedule(tx, row, delay, reschedule=False, exec_tries=tries, last_error=error[:2000])
+        return "failed_attempt"
+    log.error("stq job failed for good", extra={
+        "code": "stq_failed", "stq_queue": row.queue, "task_id": row.task_id, "error": error,
+        "exec_tries": tries})
+    current = now()
+    # No publish time: the sweeper never claims the row again.
+    tx.conn.execute(update(stq_tasks).where(*_key(row.queue, row.task_id)).values(
+        exec_tries=tries, last_error=error[:2000], failed_at=current, sent_at=None,
+        publish_at=None, updated_at=current))
+    return "failed"
 
 
 # --- the Celery side ----------------------------------------------------------------------

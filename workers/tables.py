@@ -75,6 +75,9 @@ stq_tasks = Table(
     Column("exec_tries", Integer, nullable=False, server_default="0"),
     Column("reschedule_counter", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
+    # Set when the job raised STQ_RETRY_LIMIT times: the row is kept, never swept (migration
+    # 0007), until the task is added again.
+    Column("failed_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index("stq_tasks_eta_idx", "eta"),

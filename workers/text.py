@@ -6,7 +6,7 @@ Both reach us in valid JSON (`"\\u0000"`, `"\\ud800"`) and would fail inside the
 
 from __future__ import annotations
 
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 
 class InvalidText(TypedError):

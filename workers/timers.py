@@ -15,15 +15,17 @@ longer than the allowance is re-sent a few times, not on every pass.
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from foundation.errors import is_transient
+from foundation.retry import RetryPolicy
 from workers import publish as publisher
 from workers.db import transaction
 from workers.settings import get_settings
@@ -36,6 +38,8 @@ _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 # The longest wait between two re-sends of the same row, in redelivery allowances.
 _MAX_RESEND_ALLOWANCES = 32
+# Retries of many rows that failed together spread over +-10 % of their pause.
+RETRY_JITTER = 0.1
 
 
 def threshold_s() -> float:
@@ -44,10 +48,6 @@ def threshold_s() -> float:
 
 def allowance_s() -> float:
     return get_settings().redelivery_allowance_s
-
-
-def machine_retry_limit() -> int:
-    return get_settings().machine_retry_limit
 
 
 def now() -> datetime:
@@ -100,13 +100,24 @@ def busy_delay() -> float:
     return get_settings().busy_retry_s
 
 
-def backoff(attempt: int, *, initial_s: float | None = None, max_s: float | None = None) -> float:
-    """Capped exponential backoff for the n-th failed attempt (1-based), with 10 % jitter."""
+def machine_retry_policy(is_transient: Callable[[BaseException], bool]) -> RetryPolicy:
+    """A machine step that failed transiently runs again on a timer, MACHINE_RETRY_LIMIT
+    attempts in all; then, or at once for a failure that is not transient, the machine fails."""
     settings = get_settings()
-    initial = settings.machine_retry_initial_s if initial_s is None else initial_s
-    cap = settings.machine_retry_max_s if max_s is None else max_s
-    base = min(cap, initial * 2 ** (attempt - 1))
-    return base * random.uniform(0.9, 1.1)
+    return RetryPolicy(limit=settings.machine_retry_limit,
+                       initial_s=settings.machine_retry_initial_s,
+                       max_s=settings.machine_retry_max_s, jitter=RETRY_JITTER,
+                       retryable=is_transient)
+
+
+def stq_retry_policy() -> RetryPolicy:
+    """An STQ job that raised runs again, STQ_RETRY_LIMIT attempts in all; then its row is
+    marked failed. A transient failure (a peer that is down) is waited out however long it
+    lasts: failing the row would leave its work with nobody to resume it."""
+    settings = get_settings()
+    return RetryPolicy(limit=settings.stq_retry_limit, initial_s=settings.stq_retry_initial_s,
+                       max_s=settings.stq_retry_max_s, jitter=RETRY_JITTER,
+                       outlasts_limit=is_transient)
 
 
 def publish(task_name: str, kwargs: dict[str, Any], countdown: float) -> None:

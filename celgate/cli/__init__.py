@@ -10,7 +10,7 @@ import sys
 
 from celgate.cli import cashback, machines, migrations, stq
 from celgate.cli.output import money_text
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 __all__ = ["main", "money_text", "parser"]
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from celgate.cli import payments
 from celgate.cli.output import change, console, status, when
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 
 def add_commands(commands: Any) -> None:

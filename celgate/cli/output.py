@@ -44,9 +44,10 @@ def money(value: Any) -> str:
 
 def money_text(amount: int, currency: str) -> str:
     """Minor units in major units with the currency, exactly: (12345, RUB) -> "123.45 RUB"."""
-    from cashback.currencies import PRECISION
+    from foundation.currencies import MINOR_UNITS
 
-    exponent = PRECISION.get(currency, 2)
+    places = MINOR_UNITS.get(currency)
+    exponent = 2 if places is None else places
     if exponent == 0:
         return f"{amount} {currency}"
     sign, digits = ("-" if amount < 0 else ""), str(abs(amount)).rjust(exponent + 1, "0")

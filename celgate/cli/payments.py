@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from celgate.cli.output import money
-from workers.errors import TypedError
+from foundation.errors import TypedError
 
 
 def namespace() -> str:

@@ -1,4 +1,4 @@
-"""`celgate stq list`: the STQ rows waiting (pending, retrying, overdue), most due first."""
+"""`celgate stq list`: the STQ rows waiting (pending, retrying, overdue) and failed, most due first."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from celgate.cli.output import console, status, when
 def add_commands(commands: Any) -> None:
     stq = commands.add_parser("stq", help="STQ rows").add_subparsers(dest="stq_command",
                                                                      required=True)
-    p = stq.add_parser("list", help="waiting rows (pending, retrying, overdue), most due first")
+    p = stq.add_parser(
+        "list", help="waiting rows (pending, retrying, overdue) and failed ones, most due first")
     p.add_argument("--queue")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
@@ -34,7 +35,7 @@ def stq_list(args: argparse.Namespace) -> None:
         print(json.dumps([{**vars(r), "state": r.state(now, OVERDUE_AFTER)} for r in rows],
                          default=str, indent=2))
         return
-    table = Table(title=f"STQ rows waiting ({len(rows)} shown, most due first)")
+    table = Table(title=f"STQ rows waiting or failed ({len(rows)} shown, most due first)")
     for column in ("queue", "task id", "state", "due", "tries", "reschedules", "last error"):
         table.add_column(column, overflow="fold")
     for r in rows:

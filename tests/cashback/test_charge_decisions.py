@@ -13,13 +13,24 @@ from cashback.charge import (
     ChargeTarget,
     Done,
     Fail,
+    RetryJob,
     Update,
     Wait,
+    after_error,
     decide,
     hashed_jitter,
     on_missing_invoice,
 )
-from clients.transactions import Invoice
+from clients.json_http import PeerBadAnswer
+from clients.transactions import (
+    BadRequest,
+    Invoice,
+    InvoiceNotFound,
+    RateLimited,
+    TransactionsUnavailable,
+    VersionConflict,
+)
+from clients.wallet import WalletRejected, WalletUnavailable
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = ChargePolicy(max_operations=5, retry_min_delay_s=10, retry_max_delay_s=100,
@@ -189,3 +200,54 @@ def test_an_operator_retry_of_a_charged_target_is_done_without_sending():
     rewarded = {"user": "100", "service": "50"}
 
     assert decide(MANUAL, invoice("success", rewarded=rewarded), NOW, POLICY) == Done()
+
+
+# --- what a call that raised comes to ----------------------------------------------------------
+
+RATE_LIMITED = RateLimited("429")
+CONFLICT = VersionConflict("version 7 is stale", status=409)
+MISSING = InvoiceNotFound("no invoice o1", status=404)
+REFUSED = BadRequest("negative amount", status=400)
+WALLET_REFUSED = WalletRejected("no such user", status=400)
+DOWN = TransactionsUnavailable("503")
+WALLET_DOWN = WalletUnavailable("timeout")
+JUNK = PeerBadAnswer("junk")
+BUG = KeyError("bug")
+
+
+@pytest.mark.parametrize("call, error, polls, expected", [
+    # Rate limited anywhere: poll later, the order untouched.
+    ("retrieve_invoice", RATE_LIMITED, 2, Wait(POLICY.poll_delay(2), record=False,
+                                               why="transactions rate limited")),
+    ("update_cashback", RATE_LIMITED, 3, Wait(POLICY.poll_delay(3), record=False,
+                                              why="transactions rate limited")),
+    # The invoice moved under the update: read it again at once.
+    ("update_cashback", CONFLICT, 4, Wait(POLICY.poll_initial_s, record=False,
+                                          why="invoice changed under the update; reading it "
+                                              "again")),
+    # transactions does not know the invoice: the bounded wait for it.
+    ("retrieve_invoice", MISSING, 0, Wait(POLICY.poll_delay(0))),
+    ("update_cashback", MISSING, 1, Wait(POLICY.poll_delay(1))),
+    ("retrieve_invoice", MISSING, 3, on_missing_invoice("o1", 3, POLICY)),
+    # A refusal of the update or of the wallet fails the order.
+    ("update_cashback", REFUSED, 0, Fail("update_rejected", str(REFUSED))),
+    ("wallet", WALLET_REFUSED, 0, Fail("wallet_rejected", str(WALLET_REFUSED))),
+    # Anything else is the STQ runner's to retry: nothing can be decided from it.
+    ("retrieve_invoice", DOWN, 0, RetryJob(DOWN)),
+    ("retrieve_invoice", JUNK, 0, RetryJob(JUNK)),
+    ("retrieve_invoice", REFUSED, 0, RetryJob(REFUSED)),  # a refused read is not a refusal
+    ("retrieve_invoice", CONFLICT, 0, RetryJob(CONFLICT)),
+    ("update_cashback", DOWN, 0, RetryJob(DOWN)),
+    ("wallet", WALLET_DOWN, 0, RetryJob(WALLET_DOWN)),
+    ("wallet", MISSING, 0, RetryJob(MISSING)),
+    ("update_cashback", BUG, 0, RetryJob(BUG)),
+])
+def test_a_call_that_raised_comes_to_one_decision(call, error, polls, expected):
+    assert after_error(call, error, "o1", polls, POLICY) == expected
+
+
+def test_the_missing_invoice_wait_ends_in_a_failure_at_its_limit():
+    decision = after_error("retrieve_invoice", MISSING, "o1", POLICY.missing_invoice_limit,
+                           POLICY)
+
+    assert isinstance(decision, Fail) and decision.reason == "invoice_not_found"

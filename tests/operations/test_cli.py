@@ -132,3 +132,22 @@ def test_stq_list_shows_waiting_rows_with_their_state(database):
     finally:
         with transaction() as tx:
             tx.conn.execute(text("DELETE FROM stq_tasks WHERE task_id = :id"), {"id": task_id})
+
+
+def test_stq_list_shows_a_failed_row_as_failed(database):
+    task_id = f"cli-{uuid.uuid4().hex[:8]}"
+    with transaction() as tx:
+        tx.conn.execute(text("""
+            INSERT INTO stq_tasks (queue, task_id, kwargs, eta, token, exec_tries, last_error,
+                                   failed_at, publish_at)
+            VALUES ('operate.cli', :id, '{}', now() - interval '1 hour', 't', 10, 'boom', now(),
+                    NULL)
+        """), {"id": task_id})
+    try:
+        result = celgate("stq", "list", "--queue", "operate.cli", "--json")
+        [listed] = [row for row in json.loads(result.stdout) if row["task_id"] == task_id]
+        assert (listed["state"], listed["exec_tries"]) == ("failed", 10)
+        assert "failed" in celgate("stq", "list", "--queue", "operate.cli").stdout
+    finally:
+        with transaction() as tx:
+            tx.conn.execute(text("DELETE FROM stq_tasks WHERE task_id = :id"), {"id": task_id})

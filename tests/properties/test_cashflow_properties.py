@@ -32,9 +32,9 @@ from payments.cashflow import (
     revert,
     to_batch,
 )
+from foundation.errors import TypedError
 from payments.errors import InvalidAmount, InvalidShare
 from payments.money import MAX_AMOUNT, Money
-from workers.errors import TypedError
 
 # --- the reference ----------------------------------------------------------------------------
 
@@ -242,7 +242,8 @@ def test_a_batch_carries_each_posting_as_it_is(template, amount, batch_id):
 def test_an_account_is_built_valid_or_refused_with_a_typed_error(account_id, account_type):
     try:
         account = CashFlowAccount(account_id, account_type)
-    except TypedError:
+    except TypedError as refused:
+        assert refused.is_answer, refused
         assert account_type not in ACCOUNT_TYPES or not -(2**63) <= account_id < 2**63
         return
     assert account.type in ACCOUNT_TYPES

@@ -57,9 +57,9 @@ from payments.model import (
     Target,
     TurnoverLimit,
 )
+from foundation.errors import TypedError
 from payments.money import Money
 from payments.state import PaymentState, fold
-from workers.errors import TypedError
 
 NOW = datetime(2026, 5, 18, 12, 0, tzinfo=UTC)
 COST = Money(1000, "RUB")
@@ -300,7 +300,8 @@ def test_a_capture_is_refused_with_a_typed_error_or_folds_into_an_allowed_histor
     history = held()
     try:
         changes = decisions.capture(fold(history), command)
-    except TypedError:
+    except TypedError as refused:
+        assert refused.is_answer, refused  # a refusal, not a broken history
         return
     assert expected([*history, *changes]) is not None, kinds(changes)
     state = fold(changes, fold(history))

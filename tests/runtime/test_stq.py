@@ -122,3 +122,104 @@ def test_a_job_whose_connection_dies_is_not_recorded_on_the_broken_transaction()
     outcome = stq.execute("workers.toy_unpublished", name, {"name": name}, token,
                           lambda tx, task: stq.Finish())
     assert outcome == "finished"
+
+
+# --- a job that keeps raising ----------------------------------------------------------------
+
+UNPUBLISHED = "workers.toy_unpublished"  # no worker consumes it: only this test runs its jobs
+
+
+def stored(name: str):
+    with transaction() as tx:
+        return tx.conn.execute(select(stq_tasks).where(stq_tasks.c.task_id == name)).one()
+
+
+def failed_gauge(queue: str) -> float:
+    from workers.metrics import DatabaseGauges
+
+    return sum(sample.value for family in DatabaseGauges().collect() for sample in family.samples
+               if family.name == "celgate_stq_tasks"
+               and sample.labels == {"queue": queue, "state": "failed"})
+
+
+def test_a_job_that_always_raises_fails_after_the_limit_is_not_swept_and_shows(monkeypatch):
+    from workers.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "stq_retry_limit", 3)
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, UNPUBLISHED, name, {"name": name})
+    failed_before = failed_gauge(UNPUBLISHED)
+    runs = []
+
+    def raises(tx, task):
+        runs.append(task.exec_tries)
+        raise RuntimeError("the job keeps breaking")
+
+    outcomes = [stq.execute(UNPUBLISHED, name, {"name": name}, stored(name).token, raises)
+                for _ in range(3)]
+
+    assert outcomes == ["failed_attempt", "failed_attempt", "failed"]
+    assert runs == [0, 1, 2]
+    row = stored(name)
+    assert row.failed_at is not None and row.exec_tries == 3
+    assert row.publish_at is None and "the job keeps breaking" in row.last_error
+    # Its last message (or a duplicate of it) runs nothing more.
+    assert stq.execute(UNPUBLISHED, name, {"name": name}, row.token, raises) == "stale"
+    assert runs == [0, 1, 2]
+
+    # Long overdue, yet the sweeper leaves it alone (the batch takes every due row there is).
+    with transaction() as tx:
+        tx.conn.execute(update(stq_tasks).where(stq_tasks.c.task_id == name)
+                        .values(eta=stq.now() - timedelta(days=1)))
+    stq.sweep_due(limit=1_000_000)
+    assert stored(name).sent_at is None and stored(name).publish_at is None
+
+    assert failed_gauge(UNPUBLISHED) == failed_before + 1
+
+
+def test_a_failed_task_added_again_starts_over(monkeypatch):
+    from workers.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "stq_retry_limit", 1)
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, UNPUBLISHED, name, {"name": name})
+
+    def raises(tx, task):
+        raise RuntimeError("broken")
+
+    assert stq.execute(UNPUBLISHED, name, {"name": name}, stored(name).token, raises) == "failed"
+    with transaction() as tx:
+        stq.add(tx, UNPUBLISHED, name, {"name": name})
+    row = stored(name)
+    assert (row.failed_at, row.exec_tries) == (None, 0) and row.publish_at is not None
+
+    assert stq.execute(UNPUBLISHED, name, {"name": name}, row.token,
+                       lambda tx, task: stq.Finish()) == "finished"
+
+
+def test_a_transient_failure_is_waited_out_past_the_limit(monkeypatch):
+    """A peer that is down for long is not the job's fault: its row keeps retrying (at most
+    STQ_RETRY_MAX_S apart), where a job raising anything else would have failed."""
+    from foundation.errors import TypedError
+    from workers.settings import get_settings
+
+    class PeerDown(TypedError):
+        code = "peer_down"
+        transient = True
+
+    monkeypatch.setattr(get_settings(), "stq_retry_limit", 2)
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, UNPUBLISHED, name, {"name": name})
+
+    def peer_down(tx, task):
+        raise PeerDown("transactions: 503")
+
+    outcomes = [stq.execute(UNPUBLISHED, name, {"name": name}, stored(name).token, peer_down)
+                for _ in range(4)]
+
+    assert outcomes == ["failed_attempt"] * 4
+    row = stored(name)
+    assert row.failed_at is None and row.exec_tries == 4 and row.publish_at is not None
