@@ -30,15 +30,19 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SOURCES = ("user", "service", "promo", "partner")
 STATUSES = ("init", "in-progress", "success", "failed")
 
-policies = st.builds(
-    ChargePolicy,
-    max_operations=st.integers(1, 12),
-    retry_min_delay_s=st.floats(0.1, 60),
-    retry_max_delay_s=st.floats(60, 172800),
-    poll_initial_s=st.floats(0.05, 5),
-    poll_max_s=st.floats(5, 600),
-    missing_invoice_limit=st.integers(1, 10),
-)
+def policies_allowing(least_operations: int) -> st.SearchStrategy[ChargePolicy]:
+    return st.builds(
+        ChargePolicy,
+        max_operations=st.integers(least_operations, 12),
+        retry_min_delay_s=st.floats(0.1, 60),
+        retry_max_delay_s=st.floats(60, 172800),
+        poll_initial_s=st.floats(0.05, 5),
+        poll_max_s=st.floats(5, 600),
+        missing_invoice_limit=st.integers(1, 10),
+    )
+
+
+policies = policies_allowing(1)
 values = st.builds(lambda units, scale: Decimal(units).scaleb(-scale),
                    st.integers(0, 10**9), st.integers(0, 2))
 targets = st.dictionaries(st.sampled_from(SOURCES), values, max_size=len(SOURCES))
@@ -77,15 +81,19 @@ def invoices(draw: st.DrawFn, order: ChargeTarget, status: str | None = None,
 
 
 @st.composite
-def situations(draw: st.DrawFn, status: str | None = None, **invoice_options):
+def situations(draw: st.DrawFn, status: str | None = None, policy=policies, **invoice_options):
     order = draw(orders)
-    return (order, draw(invoices(order, status, **invoice_options)), draw(policies),
+    return (order, draw(invoices(order, status, **invoice_options)), draw(policy),
             draw(st.integers(0, 40)))
 
 
-# Where an update is likely: a user ip, an invoice not in progress, any retry long due.
+# Where an update is likely: a user ip, an invoice not in progress, any retry long due, and
+# room for one more operation (an invoice carries at most 4 of this version). Without that
+# room a quarter of the draws were updates, and Hypothesis's filter health check failed now
+# and then on the tests that `assume` an update.
 sendable = st.sampled_from(["init", "success", "failed"]).flatmap(
-    lambda status: situations(status, user_ips=("::1",)))
+    lambda status: situations(status, policies_allowing(5),
+                              user_ips=("::1",)))
 LATER = NOW + timedelta(days=30)
 
 
