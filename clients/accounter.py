@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clients.woody import BusinessError, WoodyClient, WoodyContext, load_idl
+from clients.thrift_codec import load_idl
+from clients.woody import BusinessError, WoodyClient
+from clients.woody_wire import WoodyContext
 
 accounter_thrift = load_idl("accounter")
 base_thrift = accounter_thrift.base

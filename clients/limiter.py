@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clients.woody import BusinessError, WoodyClient, WoodyContext, load_idl
+from clients.thrift_codec import load_idl
+from clients.woody import BusinessError, WoodyClient
+from clients.woody_wire import WoodyContext
 
 limiter_thrift = load_idl("limiter")
 base_thrift = limiter_thrift.base

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from clients.accounter import AccounterClient
 from clients.limiter import LimiterClient
 from clients.provider import ProviderClient
-from clients.woody import WoodyContext
+from clients.woody_wire import WoodyContext
 from workers.settings import get_settings
 
 

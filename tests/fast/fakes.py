@@ -28,7 +28,7 @@ from clients.accounter import Batch
 from clients.limiter import Limit, LimitChange, PaymentContext
 from clients.provider import ProviderRejected, SessionResult
 from clients.transactions import Invoice, InvoiceNotFound, VersionConflict
-from clients.woody import WoodyContext
+from clients.woody_wire import WoodyContext
 
 
 class Faults:
