@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,11 +19,12 @@ from pathlib import Path
 import httpx
 import requests
 
-from celgate.processes import ManagedProcess
 from clients.keepalive import KeepAlive
+from sandbox.peers import peer_env
+from sandbox.processes import sandbox_peers
 
 PORT_OFFSET = 21000
-URL = f"http://127.0.0.1:{8025 + PORT_OFFSET}"
+URL = peer_env(PORT_OFFSET)["PROVIDER_URL"]
 PATH = "/v1/sessions/process"
 BODY = json.dumps({"session_id": "bench-1", "target": "captured", "invoice_id": "inv-1",
                    "payment_id": "1", "cost": {"amount": 100, "currency": "RUB"}}).encode()
@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     log = Path(tempfile.mkdtemp(prefix="celgate-transport-bench-")) / "sandbox.log"
-    sandbox = ManagedProcess([sys.executable, "-m", "sandbox", "--only", "provider",
-                              "--port-offset", str(PORT_OFFSET)], log, b"sandbox peers ready")
+    sandbox = sandbox_peers(log, port_offset=PORT_OFFSET, only="provider")
     sandbox.start()
     try:
         for name, make in (("keepalive", keepalive), ("httpx", with_httpx),

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from celgate.processes import ROOT
+from sandbox.processes import ROOT
 from tests.cashback.conftest import SERVICE, register, view, wait_status
 from tests.support.waiting import wait_for
 from workers.settings import get_settings

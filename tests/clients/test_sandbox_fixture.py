@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from sandbox import peers as registry
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
 from workers.settings import get_settings
 
 
