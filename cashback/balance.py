@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 from enum import StrEnum
-from functools import lru_cache
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +25,7 @@ from workers import stq
 from workers.db import Tx, transaction
 from workers.errors import TypedError
 from workers.logs import bind
+from workers.per_process import per_process
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -175,13 +174,11 @@ def _key(wallet_id: str) -> str:
     return CACHE_PREFIX + wallet_id
 
 
-def cache() -> BalanceCache:
-    return _cache(os.getpid())
-
-
-@lru_cache(maxsize=1)
-def _cache(pid: int) -> BalanceCache:
+def _cache() -> BalanceCache:
     return BalanceCache(redis.Redis.from_url(get_settings().redis_url))
+
+
+cache = per_process(_cache)  # its Redis connection pool is this process's own
 
 
 def run(tx: Tx, task: stq.Task, change: BalanceChanged) -> stq.JobResult:
