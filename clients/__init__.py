@@ -1,5 +1,5 @@
-"""Thin clients of the peers we do not own, and sandbox servers that behave like them.
+"""Thin clients of the peers we do not own (the sandbox package serves doubles of them).
 
-This package imports neither `workers` nor the business packages: clients take their URLs and
-timeouts as arguments.
+This package imports no business package and, of the runtime, only its metrics: clients take
+their URLs and timeouts as arguments.
 """
