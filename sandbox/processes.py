@@ -41,7 +41,11 @@ class ManagedProcess:
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        self._wait_ready(offset, timeout)
+        try:
+            self._wait_ready(offset, timeout)
+        except RuntimeError:
+            self.kill()  # one that never became ready must not linger behind its caller
+            raise
 
     def _wait_ready(self, offset: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
