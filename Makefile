@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: install install-bench services migrate test test-fast test-rabbitmq chaos fuzz bench bench-quick \
         bench-runtime bench-payments bench-cashback \
-        demo sandbox worker beat api flower constraints bench-scrape bench-burst clean
+        demo sandbox worker beat api flower constraints bench-scrape bench-burst \
+        bench-transport clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +80,10 @@ bench-scrape: install services
 ## 10,000 timers due together among 1,000,000 parked: how fast the sweeper sends them all.
 bench-burst: install services
 	$(BIN)/python -m benchmarks.burst_bench
+
+## One JSON peer call, 2000 times, through our transport, httpx and requests (clients/).
+bench-transport: install-bench
+	$(BIN)/python -m benchmarks.transport_bench
 
 ## The demo command (README): sandbox peers, a worker, beat and the API, end to end.
 demo: migrate

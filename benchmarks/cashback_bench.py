@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from benchmarks import harness, runtime_bench
+from sandbox.control_client import control
 
 ORDER_STEPS = 3  # register, the charge run that sends the update, the one that confirms it
 SERVICE = "bench"
@@ -33,7 +34,7 @@ TIMEOUT_S = 900
 def _control(path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
     from clients.settings import get_settings
 
-    return harness.sandbox_control(get_settings().transactions_url, path, body, method)
+    return control(get_settings().transactions_url, path, body, method)
 
 
 def _charged_at(order_ids: list[str]) -> dict[str, float]:

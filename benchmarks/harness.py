@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.peers import peer_env
+
 SANDBOX_PORT_OFFSET = 20000
 
 BENCH_ENV = {
     "DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_bench",
-    "ACCOUNTER_URL": f"http://127.0.0.1:{8022 + SANDBOX_PORT_OFFSET}/accounter",
-    "LIMITER_URL": f"http://127.0.0.1:{8022 + SANDBOX_PORT_OFFSET}/v1/limiter",
-    "TRANSACTIONS_URL": f"http://127.0.0.1:{8024 + SANDBOX_PORT_OFFSET}",
-    "PROVIDER_URL": f"http://127.0.0.1:{8025 + SANDBOX_PORT_OFFSET}",
+    **peer_env(SANDBOX_PORT_OFFSET),
     "BROKER_URL": "redis://127.0.0.1:6379/2",
     "REDIS_URL": "redis://127.0.0.1:6379/3",
     "LOG_LEVEL": "WARNING",
@@ -36,7 +35,7 @@ BENCH_ENV = {
 for _key, _value in BENCH_ENV.items():
     os.environ.setdefault(_key, _value)
 
-from celgate.processes import ROOT, ManagedProcess, worker  # noqa: E402
+from sandbox.processes import ROOT, ManagedProcess, sandbox_peers, worker  # noqa: E402
 
 _bench_lock = None
 
@@ -81,21 +80,9 @@ def fresh_broker() -> None:
 def start_sandbox(peers: str) -> ManagedProcess:
     """The sandbox `peers` (comma-separated names) on the benchmark's shifted ports."""
     log = Path(tempfile.mkdtemp(prefix="celgate-bench-sandbox-")) / "sandbox.log"
-    process = ManagedProcess(
-        [sys.executable, "-m", "sandbox", "--only", peers,
-         "--port-offset", str(SANDBOX_PORT_OFFSET)],
-        log, b"sandbox peers ready")
+    process = sandbox_peers(log, port_offset=SANDBOX_PORT_OFFSET, only=peers)
     process.start()
     return process
-
-
-def sandbox_control(url: str, path: str, body: Any = None, method: str = "POST") -> Any:
-    """A call to the control API (`/_sandbox/<path>`) of the sandbox peer at `url`."""
-    import requests
-
-    response = requests.request(method, f"{url}/_sandbox/{path}", json=body, timeout=30)
-    response.raise_for_status()
-    return response.json()
 
 
 def start_worker(concurrency: int = 2, extra_imports: str = "") -> ManagedProcess:

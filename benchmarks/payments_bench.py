@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks import harness, runtime_bench
+from sandbox.control_client import control
 
 CURRENCY = "RUB"
 TIMEOUT_S = 900
@@ -42,10 +43,10 @@ def payment_template() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
     settings = get_settings()
     new_account = {"currency": CURRENCY}
-    accounts = [harness.sandbox_control(settings.accounter_url, "accounts", new_account)["id"]
+    accounts = [control(settings.accounter_url, "accounts", new_account)["id"]
                 for _ in range(4)]
     limit_id = f"bench-{uuid.uuid4().hex[:8]}"
-    harness.sandbox_control(settings.limiter_url, "limits", {"id": limit_id, "currency": CURRENCY})
+    control(settings.limiter_url, "limits", {"id": limit_id, "currency": CURRENCY})
     types = ["provider.settlement", "merchant.settlement", "system.settlement",
              "external.outcome"]
     volumes = [{"share": {"p": 1, "q": 1, "rounding": "round_half_towards_zero"}},
@@ -249,7 +250,7 @@ def _plain_holds_done(held: list[tuple[dict, str]]) -> bool:
     """Every plain hold has held batch 1 in the sandbox Accounter."""
     from clients.settings import get_settings
 
-    plans = harness.sandbox_control(get_settings().accounter_url, "state", method="GET")
+    plans = control(get_settings().accounter_url, "state", method="GET")
     known = plans["plans"]
     return all(f"{payment['invoice_id']}.1.1" in known for payment, _ in held)
 

@@ -74,10 +74,8 @@ def now_rfc3339() -> str:
 def _hold(body: dict[str, Any], created_at: str, captured: int | None) -> None:
     request, peers = _request(body), get_peers()
     op, changes = _limits(request)
-    peers.limiter.hold_batch(op, changes, _context(request, created_at, captured),
-                             woody_context=peers.woody)
-    peers.accounter.hold(_plan_id(request), to_batch(1, compute(request.cash_flow, request.cost)),
-                         woody_context=peers.woody)
+    peers.limiter.hold_batch(op, changes, _context(request, created_at, captured))
+    peers.accounter.hold(_plan_id(request), to_batch(1, compute(request.cash_flow, request.cost)))
 
 
 @app.task(name="workers.bench_plain_capture_registered")
@@ -99,8 +97,8 @@ def plain_partial_capture(body: dict[str, Any], created_at: str, captured: int) 
     request, peers = _request(body), get_peers()
     held = compute(request.cash_flow, request.cost)
     partial = compute(request.cash_flow, request.cost.with_amount(captured))
-    peers.accounter.hold(_plan_id(request), to_batch(2, revert(held)), woody_context=peers.woody)
-    peers.accounter.hold(_plan_id(request), to_batch(3, partial), woody_context=peers.woody)
+    peers.accounter.hold(_plan_id(request), to_batch(2, revert(held)))
+    peers.accounter.hold(_plan_id(request), to_batch(3, partial))
     app.send_task("workers.bench_plain_session",
                   kwargs={"body": body, "created_at": created_at, "captured": captured})
 
@@ -124,13 +122,11 @@ def plain_commit(body: dict[str, Any], created_at: str, captured: int,
                  batch_ids: list[int]) -> None:
     request, peers = _request(body), get_peers()
     op, changes = _limits(request)
-    peers.limiter.commit_batch(op, changes, _context(request, created_at, captured),
-                               woody_context=peers.woody)
+    peers.limiter.commit_batch(op, changes, _context(request, created_at, captured))
     held = compute(request.cash_flow, request.cost)
     flows = {1: held, 2: revert(held),
              3: compute(request.cash_flow, request.cost.with_amount(captured))}
-    peers.accounter.commit_plan(_plan_id(request), [to_batch(i, flows[i]) for i in batch_ids],
-                                woody_context=peers.woody)
+    peers.accounter.commit_plan(_plan_id(request), [to_batch(i, flows[i]) for i in batch_ids])
     with transaction() as tx:
         tx.conn.execute(text(f"INSERT INTO {PLAIN_TABLE} (id) VALUES (:id)"),
                         {"id": request.invoice_id})

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 from enum import StrEnum
-from functools import lru_cache
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +26,7 @@ from foundation.errors import TypedError
 from workers import stq
 from workers.db import Tx, transaction
 from workers.logs import bind
+from workers.per_process import per_process
 from workers.settings import get_settings as runtime_settings
 
 log = logging.getLogger(__name__)
@@ -176,13 +175,11 @@ def _key(wallet_id: str) -> str:
     return CACHE_PREFIX + wallet_id
 
 
-def cache() -> BalanceCache:
-    return _cache(os.getpid())
-
-
-@lru_cache(maxsize=1)
-def _cache(pid: int) -> BalanceCache:
+def _cache() -> BalanceCache:
     return BalanceCache(redis.Redis.from_url(runtime_settings().redis_url))
+
+
+cache = per_process(_cache)  # its Redis connection pool is this process's own
 
 
 def run(tx: Tx, task: stq.Task, change: BalanceChanged) -> stq.JobResult:

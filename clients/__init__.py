@@ -1,4 +1,5 @@
-"""Thin clients of the peers we do not own, and the IDL subset they speak.
+"""Thin clients of the peers we do not own (the sandbox package serves doubles of them), and the
+IDL subset they speak.
 
 This package imports neither `workers` nor the business packages: clients take their URLs and
 timeouts as arguments; `settings.py` reads them from the environment for the packages that

@@ -7,17 +7,18 @@ every call repeatable, so all plan and read calls are retried on an unknown resu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from clients.thrift_codec import load_idl
 from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
     BusinessError,
     InvalidRequest,
     WoodyClient,
-    WoodyContext,
-    load_idl,
 )
+from clients.woody_wire import WoodyContext
 
 accounter_thrift = load_idl("accounter")
 base_thrift = accounter_thrift.base
@@ -138,57 +139,53 @@ class AccounterClient:
     def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
         self._woody = WoodyClient(url, accounter_thrift.Accounter,
                                   timeout_s=timeout_s, attempts=attempts)
+        self._context: WoodyContext | None = None
+
+    def with_context(self, context: WoodyContext) -> AccounterClient:
+        """This client (its connections shared) with every call made in `context`: the
+        trace, parent span and deadline of the step making them."""
+        bound = copy.copy(self)
+        bound._context = context
+        return bound
 
     def close(self) -> None:
         self._woody.close()
 
-    def _call(self, method: str, args: Mapping[str, Any], *, idempotent: bool,
-              woody_context: WoodyContext | None) -> Any:
+    def _call(self, method: str, args: Mapping[str, Any], *, idempotent: bool) -> Any:
         try:
-            return self._woody.call(method, args, idempotent=idempotent, context=woody_context)
+            return self._woody.call(method, args, idempotent=idempotent, context=self._context)
         except BusinessError as error:
             raise _typed(error) from error
 
-    def hold(self, plan_id: str, batch: Batch, *,
-             woody_context: WoodyContext | None = None) -> dict[int, Account]:
+    def hold(self, plan_id: str, batch: Batch) -> dict[int, Account]:
         """Add one batch to the plan (creating the plan); the affected accounts after it."""
         change = accounter_thrift.PostingPlanChange(id=plan_id, batch=batch_to_thrift(batch))
-        plan_log = self._call("Hold", {"plan_change": change}, idempotent=True,
-                              woody_context=woody_context)
+        plan_log = self._call("Hold", {"plan_change": change}, idempotent=True)
         return _affected(plan_log)
 
-    def commit_plan(self, plan_id: str, batches: Sequence[Batch], *,
-                    woody_context: WoodyContext | None = None) -> dict[int, Account]:
+    def commit_plan(self, plan_id: str, batches: Sequence[Batch]) -> dict[int, Account]:
         """Commit the plan; `batches` must be exactly the batches held."""
-        plan_log = self._call("CommitPlan", {"plan": _plan(plan_id, batches)}, idempotent=True,
-                              woody_context=woody_context)
+        plan_log = self._call("CommitPlan", {"plan": _plan(plan_id, batches)}, idempotent=True)
         return _affected(plan_log)
 
-    def rollback_plan(self, plan_id: str, batches: Sequence[Batch], *,
-                      woody_context: WoodyContext | None = None) -> dict[int, Account]:
+    def rollback_plan(self, plan_id: str, batches: Sequence[Batch]) -> dict[int, Account]:
         """Roll the plan back; `batches` must be exactly the batches held."""
         plan_log = self._call("RollbackPlan", {"plan": _plan(plan_id, batches)},
-                              idempotent=True, woody_context=woody_context)
+                              idempotent=True)
         return _affected(plan_log)
 
-    def get_plan(self, plan_id: str, *,
-                 woody_context: WoodyContext | None = None) -> tuple[Batch, ...]:
-        plan = self._call("GetPlan", {"id": plan_id}, idempotent=True,
-                          woody_context=woody_context)
+    def get_plan(self, plan_id: str) -> tuple[Batch, ...]:
+        plan = self._call("GetPlan", {"id": plan_id}, idempotent=True)
         return tuple(batch_from_thrift(b) for b in plan.batch_list or ())
 
-    def create_account(self, currency: str, description: str | None = None, *,
-                       woody_context: WoodyContext | None = None) -> int:
+    def create_account(self, currency: str, description: str | None = None) -> int:
         """A new account's id. Not retried on an unknown result: a repeat makes a second one."""
         prototype = accounter_thrift.AccountPrototype(currency_sym_code=currency,
                                                       description=description)
-        return self._call("CreateAccount", {"prototype": prototype}, idempotent=False,
-                          woody_context=woody_context)
+        return self._call("CreateAccount", {"prototype": prototype}, idempotent=False)
 
-    def get_account(self, account_id: int, *,
-                    woody_context: WoodyContext | None = None) -> Account:
-        account = self._call("GetAccountByID", {"id": account_id}, idempotent=True,
-                             woody_context=woody_context)
+    def get_account(self, account_id: int) -> Account:
+        account = self._call("GetAccountByID", {"id": account_id}, idempotent=True)
         return account_from_thrift(account)
 
 

@@ -1,27 +1,24 @@
-"""JSON over HTTP to a peer: keep-alive session, timeouts, bounded retries, Decimal-safe bodies.
+"""JSON over HTTP to a peer: kept-alive connections, one time budget, bounded retries,
+Decimal-safe bodies.
 
-Only calls the caller declares idempotent are retried, and only on a connection error, a
-timeout or a 5xx: a repeat of such a call cannot double an effect. Any other answer goes back
+A request that was never sent is repeated for any call. Only calls the caller declares
+idempotent are repeated after a lost answer (a timeout, a dropped connection) or a 5xx: a
+repeat of such a call cannot double an effect. Any other answer goes back
 to the client, which checks it with `JsonAnswer.raise_for_status` (or maps statuses itself).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
+from urllib.parse import urlencode, urlsplit
 
 from clients import metrics
+from clients.keepalive import AnswerLost, KeepAlive, NotSent
+from clients.retries import call_with_retries, may_repeat
 from foundation.errors import TypedError
-from foundation.retry import RetryPolicy
-
-log = logging.getLogger(__name__)
 
 
 class PeerError(TypedError):
@@ -59,14 +56,6 @@ class PeerRejected(PeerError):
         super().__init__(message)
         self.status = status
         self.peer_code = peer_code
-
-
-class _Retryable(Exception):
-    """An attempt that may succeed when repeated; carries why, for the final error."""
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Retryable)
 
 
 @dataclass(frozen=True)
@@ -130,7 +119,12 @@ def loads(raw: bytes) -> Any:
 
 
 class JsonHttp:
-    """One peer's base URL plus the transport policy for it."""
+    """One peer's base URL plus the transport policy for it (`clients.retries`).
+
+    Requests go over the kept-alive connections of `clients.keepalive`, the transport the
+    woody clients use too: a peer call costs a tenth of the CPU a general-purpose client
+    spends on it (`benchmarks/transport_bench.py`).
+    """
 
     def __init__(self, base_url: str, *, timeout_s: float, attempts: int = 3,
                  backoff_s: float = 0.05,
@@ -142,64 +136,70 @@ class JsonHttp:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._unavailable = unavailable
-        self._session = requests.Session()
-        # Peers are addressed directly; reading proxy settings from the environment on every
-        # request costs about a millisecond of CPU per call.
-        self._session.trust_env = False
-        self._session.mount("http://", HTTPAdapter(pool_maxsize=16, max_retries=0))
-        self._session.mount("https://", HTTPAdapter(pool_maxsize=16, max_retries=0))
+        self._http = KeepAlive(self.base_url)
+        self._prefix = urlsplit(self.base_url).path
 
     def post(self, path: str, body: Any, *, idempotent: bool) -> JsonAnswer:
-        return self._call("POST", path, idempotent=idempotent, data=dumps(body),
-                          headers={"Content-Type": "application/json"})
+        return self._call("POST", path, dumps(body), idempotent=idempotent)
 
     def get(self, path: str, params: dict[str, str]) -> JsonAnswer:
-        return self._call("GET", path, idempotent=True, params=params)
+        query = f"?{urlencode(params)}" if params else ""
+        return self._call("GET", path + query, None, idempotent=True)
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
-    def _call(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> JsonAnswer:
-        url = self.base_url + path
-        # Pauses of backoff_s, doubling, at most a second.
-        policy = RetryPolicy(limit=self._attempts if idempotent else 1,
-                             initial_s=self._backoff_s, max_s=1.0, retryable=_retryable)
-        retrying = Retrying(
-            stop=policy.stop,
-            wait=policy.wait,
-            retry=retry_if_exception(policy.retryable),
-            before_sleep=_log_retry,
-            reraise=False,
-        )
+    def _call(self, method: str, path: str, body: bytes | None, *,
+              idempotent: bool) -> JsonAnswer:
+        what = f"{method} {self.base_url}{path}"
         try:
             with metrics.peer_call(metrics.json_peer_name(self._unavailable), f"{method} {path}"):
-                return retrying(self._attempt, method, url, **kwargs)
-        except RetryError as exc:
-            cause = exc.last_attempt.exception()
-            raise self._unavailable(f"{method} {url}: {cause}") from cause
+                return call_with_retries(
+                    lambda timeout_s: self._attempt(method, path, body, timeout_s),
+                    what=what, idempotent=idempotent, attempts=self._attempts,
+                    timeout_s=self._timeout_s, backoff_s=self._backoff_s,
+                    retry_on=lambda failure: _may_repeat(failure, idempotent))
+        except (NotSent, AnswerLost, _ServerFailed) as failure:
+            raise self._unavailable(f"{what}: {_describe(failure)}") from failure
 
-    def _attempt(self, method: str, url: str, **kwargs: Any) -> JsonAnswer:
+    def _attempt(self, method: str, path: str, body: bytes | None,
+                 timeout_s: float) -> JsonAnswer:
+        if timeout_s <= 0:
+            raise NotSent("the call's time ran out before this attempt")
+        headers = _JSON_HEADERS if body is not None else {}
+        answer = self._http.request(method, (self._prefix + path) or "/", body, headers,
+                                    timeout_s)
+        if answer.status >= 500:
+            raise _ServerFailed(f"HTTP {answer.status}")
+        if not answer.body:
+            return JsonAnswer(answer.status, None)
         try:
-            response = self._session.request(method, url, timeout=self._timeout_s, **kwargs)
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
-        if not response.content:
-            return JsonAnswer(response.status_code, None)
-        try:
-            return JsonAnswer(response.status_code, loads(response.content))
+            return JsonAnswer(answer.status, loads(answer.body))
         except ValueError as exc:
-            if not response.ok:
+            if answer.status >= 400:
                 # An error page (say, from a proxy): its status still says what happened.
-                return JsonAnswer(response.status_code, None)
+                return JsonAnswer(answer.status, None)
             raise PeerBadAnswer(
-                f"{method} {url}: HTTP {response.status_code} with a body that is not JSON"
-            ) from exc
+                f"{method} {self.base_url}{path}: HTTP {answer.status} with a body that is not "
+                "JSON") from exc
 
 
-def _log_retry(state: RetryCallState) -> None:
-    method, url = state.args[0], state.args[1]
-    error = state.outcome.exception() if state.outcome is not None else None
-    log.warning("retrying %s %s after attempt %d: %s", method, url, state.attempt_number, error)
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _ServerFailed(Exception):
+    """A 5xx: the peer answered that it failed; repeated like a lost answer."""
+
+
+def _may_repeat(failure: BaseException, idempotent: bool) -> bool:
+    return may_repeat(failure, idempotent) or (idempotent and isinstance(failure, _ServerFailed))
+
+
+def _describe(failure: BaseException) -> str:
+    """The transport failure in the words the peer errors have always used."""
+    if isinstance(failure, NotSent):
+        return f"ConnectionError (not sent): {failure}"
+    if isinstance(failure, AnswerLost):
+        kind = "ReadTimeout" if failure.timed_out else "ConnectionError"
+        return f"{kind} (answer lost): {failure}"
+    return str(failure)

@@ -8,17 +8,18 @@ operation id + limit ids, so they are retried on an unknown result.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from clients.thrift_codec import load_idl
 from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
     BusinessError,
     InvalidRequest,
     WoodyClient,
-    WoodyContext,
-    load_idl,
 )
+from clients.woody_wire import WoodyContext
 
 limiter_thrift = load_idl("limiter")
 base_thrift = limiter_thrift.base
@@ -288,48 +289,52 @@ class LimiterClient:
     def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
         self._woody = WoodyClient(url, limiter_thrift.Limiter,
                                   timeout_s=timeout_s, attempts=attempts)
+        self._context: WoodyContext | None = None
+
+    def with_context(self, context: WoodyContext) -> LimiterClient:
+        """This client (its connections shared) with every call made in `context`: the
+        trace, parent span and deadline of the step making them."""
+        bound = copy.copy(self)
+        bound._context = context
+        return bound
 
     def close(self) -> None:
         self._woody.close()
 
     def _call(self, method: str, operation: str, changes: Sequence[LimitChange],
-              context: PaymentContext, woody_context: WoodyContext | None) -> Any:
+              context: PaymentContext) -> Any:
         args: Mapping[str, Any] = {"request": limit_request(operation, changes),
                                    "context": limit_context(context)}
         try:
-            return self._woody.call(method, args, idempotent=True, context=woody_context)
+            return self._woody.call(method, args, idempotent=True, context=self._context)
         except BusinessError as error:
             raise _typed(error) from error
 
     def hold_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                   context: PaymentContext, *,
-                   woody_context: WoodyContext | None = None) -> list[Limit]:
+                   context: PaymentContext) -> list[Limit]:
         """Hold the payment's cost on every limit; the limits' values right after the hold."""
         if not changes:
             return []
-        limits = self._call("HoldBatch", operation_id, changes, context, woody_context)
+        limits = self._call("HoldBatch", operation_id, changes, context)
         return [_limit(limit) for limit in limits]
 
     def commit_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                     context: PaymentContext, *,
-                     woody_context: WoodyContext | None = None) -> None:
+                     context: PaymentContext) -> None:
         """Commit the held changes; set `context.captured_amount` for a partial capture."""
         if changes:
-            self._call("CommitBatch", operation_id, changes, context, woody_context)
+            self._call("CommitBatch", operation_id, changes, context)
 
     def rollback_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                       context: PaymentContext, *,
-                       woody_context: WoodyContext | None = None) -> None:
+                       context: PaymentContext) -> None:
         if changes:
-            self._call("RollbackBatch", operation_id, changes, context, woody_context)
+            self._call("RollbackBatch", operation_id, changes, context)
 
     def get_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                  context: PaymentContext, *,
-                  woody_context: WoodyContext | None = None) -> list[Limit]:
+                  context: PaymentContext) -> list[Limit]:
         """The limits' values as this operation left them."""
         if not changes:
             return []
-        limits = self._call("GetBatch", operation_id, changes, context, woody_context)
+        limits = self._call("GetBatch", operation_id, changes, context)
         return [_limit(limit) for limit in limits]
 
 

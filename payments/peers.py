@@ -1,21 +1,21 @@
 """The peers a payment step calls: Accounter, Limiter and the provider adapter.
 
-Clients keep HTTP connections open, so each process builds its own set once (a forked worker
-child must not share its parent's sockets). A step gets them together with a fresh woody trace
-context, so every call of one step shares one trace id.
+Clients keep HTTP connections open, so each process builds its set once (`per_process`). A
+step gets them bound to a fresh woody trace context: every woody call of one step carries
+the step's trace id, parent span and deadline without the step passing them.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 from clients.accounter import AccounterClient
 from clients.limiter import LimiterClient
 from clients.provider import ProviderClient
 from clients.settings import get_settings as peer_settings
-from clients.woody import WoodyContext
+from clients.woody_wire import WoodyContext
 from payments.settings import get_settings
+from workers.per_process import per_process
 
 
 @dataclass(frozen=True)
@@ -23,30 +23,32 @@ class Peers:
     accounter: AccounterClient
     limiter: LimiterClient
     provider: ProviderClient
-    woody: WoodyContext
+    woody: WoodyContext  # the context the woody clients are bound to
     # Commit/rollback a plan the Accounter does not know under its `<invoice>.<payment>` name.
     legacy_plan_ids: bool = False
 
     def for_step(self) -> Peers:
-        """The same clients with a new trace: one trace per step."""
-        return replace(self, woody=WoodyContext.new())
+        """The same clients bound to a new trace: one trace per step."""
+        woody = WoodyContext.new()
+        return replace(self, accounter=self.accounter.with_context(woody),
+                       limiter=self.limiter.with_context(woody), woody=woody)
 
 
-_peers: Peers | None = None
-_peers_pid: int | None = None
+def _build() -> Peers:
+    settings = peer_settings()
+    timeout = settings.peer_timeout_s
+    return Peers(
+        accounter=AccounterClient(settings.accounter_url, timeout_s=timeout),
+        limiter=LimiterClient(settings.limiter_url, timeout_s=timeout),
+        provider=ProviderClient(settings.provider_url, timeout_s=timeout),
+        woody=WoodyContext.new(),
+        legacy_plan_ids=get_settings().legacy_plan_id_fallback,
+    )
+
+
+_peers = per_process(_build)
 
 
 def get_peers() -> Peers:
-    global _peers, _peers_pid
-    if _peers is None or _peers_pid != os.getpid():
-        settings = peer_settings()
-        timeout = settings.peer_timeout_s
-        _peers = Peers(
-            accounter=AccounterClient(settings.accounter_url, timeout_s=timeout),
-            limiter=LimiterClient(settings.limiter_url, timeout_s=timeout),
-            provider=ProviderClient(settings.provider_url, timeout_s=timeout),
-            woody=WoodyContext.new(),
-            legacy_plan_ids=get_settings().legacy_plan_id_fallback,
-        )
-        _peers_pid = os.getpid()
-    return _peers.for_step()
+    """This process's peer clients, bound to a new trace for one step."""
+    return _peers().for_step()

@@ -113,8 +113,7 @@ def processing_failure(state: PaymentState, peers: Peers) -> Step:
     changes: list[Change] = []
     if state.limits == "held":
         peers.limiter.rollback_batch(state.limits_operation_id, _limit_changes(state),
-                                     _limit_context(state, captured=None),
-                                     woody_context=peers.woody)
+                                     _limit_context(state, captured=None))
         changes.append(LimitsRolledBack(state.limits_operation_id))
     if state.held_batches and state.plan is None:
         batches = [to_batch(held.batch_id, held.cash_flow) for held in state.held_batches]
@@ -187,16 +186,14 @@ def finalizing_accounter(state: PaymentState, peers: Peers) -> Step:
         captured = target.cost or state.cost
         if state.limits == "held":
             peers.limiter.commit_batch(state.limits_operation_id, _limit_changes(state),
-                                       _limit_context(state, captured=captured),
-                                       woody_context=peers.woody)
+                                       _limit_context(state, captured=captured))
             changes.append(LimitsCommitted(state.limits_operation_id, captured.amount))
         plan_id = finish_plan(peers, peers.accounter.commit_plan, state, batches)
         changes.append(PlanCommitted(plan_id, tuple(b.id for b in batches)))
     else:
         if state.limits == "held":
             peers.limiter.rollback_batch(state.limits_operation_id, _limit_changes(state),
-                                         _limit_context(state, captured=None),
-                                         woody_context=peers.woody)
+                                         _limit_context(state, captured=None))
             changes.append(LimitsRolledBack(state.limits_operation_id))
         plan_id = finish_plan(peers, peers.accounter.rollback_plan, state, batches)
         changes.append(PlanRolledBack(plan_id, tuple(b.id for b in batches)))
@@ -223,7 +220,7 @@ def _hold_limits(state: PaymentState, peers: Peers, *, captured: Money | None) -
     if not state.turnover_limits:
         return []
     peers.limiter.hold_batch(state.limits_operation_id, _limit_changes(state),
-                             _limit_context(state, captured=captured), woody_context=peers.woody)
+                             _limit_context(state, captured=captured))
     return [LimitsHeld(state.limits_operation_id)]
 
 
@@ -231,8 +228,7 @@ def _overflow(state: PaymentState, peers: Peers) -> Failure | None:
     """`limit_overflow` when a limit's value as the hold left it (read back with GetBatch, as
     the core does) is strictly above the limit's `upper_boundary`."""
     values = peers.limiter.get_batch(state.limits_operation_id, _limit_changes(state),
-                                     _limit_context(state, captured=None),
-                                     woody_context=peers.woody)
+                                     _limit_context(state, captured=None))
     amounts = {limit.id: limit.amount for limit in values}
     over = [f"{limit.id}: {amounts[limit.id]} > {limit.upper_boundary}"
             for limit in state.turnover_limits
@@ -260,14 +256,14 @@ def finish_plan(peers: Peers, finish: Callable[..., object], state: PaymentState
     legacy fallback on, a plan the Accounter does not know is tried again under that name.
     """
     try:
-        finish(state.plan_id, batches, woody_context=peers.woody)
+        finish(state.plan_id, batches)
         return state.plan_id
     except accounter.InvalidRequest as error:
         if not (peers.legacy_plan_ids and _plan_not_found(error)):
             raise
     legacy = f"{state.started.invoice_id}.{state.started.payment_id}"
     log.warning("plan not found, trying its legacy id", extra={"plan_id": legacy})
-    finish(legacy, batches, woody_context=peers.woody)
+    finish(legacy, batches)
     return legacy
 
 
@@ -277,7 +273,7 @@ def _plan_not_found(error: accounter.InvalidRequest) -> bool:
 
 def _hold_batch(state: PaymentState, peers: Peers, batch_id: int,
                 cash_flow: FinalCashFlow) -> PlanBatchHeld:
-    peers.accounter.hold(state.plan_id, to_batch(batch_id, cash_flow), woody_context=peers.woody)
+    peers.accounter.hold(state.plan_id, to_batch(batch_id, cash_flow))
     return PlanBatchHeld(state.plan_id, batch_id, cash_flow)
 
 

@@ -3,7 +3,8 @@
 A *peer* is one service a client talks to ("accounter", "provider", ...). A *server* is one
 sandbox app on one port; it serves one peer, or several at different path prefixes (the woody
 server serves Accounter at `/accounter` and Limiter at `/v1/limiter`). The test fixture and the
-`celgate-sandbox` command both start servers from this registry.
+`celgate-sandbox` command both start servers from this registry, and `peer_env` points the
+settings of a process at servers started on shifted ports.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ SERVERS: tuple[Server, ...] = (
 )
 
 PEER_NAMES: tuple[str, ...] = tuple(peer.name for server in SERVERS for peer in server.peers)
+
+
+def peer_env(port_offset: int = 0, host: str = "127.0.0.1") -> dict[str, str]:
+    """The `*_URL` environment variables that point the settings at the sandbox peers served
+    on their default ports plus `port_offset` (`celgate-sandbox --port-offset`)."""
+    return {peer.url_setting.upper():
+            f"http://{host}:{server.default_port + port_offset}{peer.path}"
+            for server in SERVERS for peer in server.peers}
 
 
 class UnknownPeer(ValueError):

@@ -24,17 +24,15 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from thriftpy2.thrift import TException, TMessageType, TType
 
-from sandbox.control import CallLog, sandbox_app
-from sandbox.faults import Faults
-from clients.woody import (
-    DECODE_ERRORS,
+from clients.thrift_codec import DECODE_ERRORS, encode_message, open_message
+from clients.woody_wire import (
     ERROR_CLASS_HEADER,
     ERROR_REASON_HEADER,
     THRIFT_CONTENT_TYPE,
     WoodyContext,
-    encode_message,
-    open_message,
 )
+from sandbox.control import CallLog, sandbox_app
+from sandbox.faults import Faults
 
 log = logging.getLogger(__name__)
 

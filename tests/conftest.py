@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 from celgate.api import create_app  # noqa: E402
-from celgate.processes import ROOT, ManagedProcess  # noqa: E402
-from celgate.processes import worker as worker_process  # noqa: E402
+from sandbox.processes import ROOT, ManagedProcess  # noqa: E402
+from sandbox.processes import worker as worker_process  # noqa: E402
 from tests.support.broker import TestBroker, open_broker  # noqa: E402
 from workers.settings import get_settings  # noqa: E402
 

@@ -34,7 +34,7 @@ from kombu.transport.native_delayed_delivery import (
 from sqlalchemy import text
 from tenacity import Retrying, retry_if_exception_type, wait_fixed
 
-from workers import components, logs
+from workers import components, logs, per_process
 from workers.db import dispose_engine, get_engine
 from workers.settings import get_settings
 
@@ -196,8 +196,9 @@ def _after_the_worker(**_: object) -> None:
 
 @worker_process_init.connect
 def _fresh_pool_in_child(**_: object) -> None:
-    # A pool inherited through fork shares sockets with the parent.
+    # Pools and clients inherited through fork share sockets with the parent.
     dispose_engine()
+    per_process.forget_all()
 
 
 def wait_for_database() -> None:

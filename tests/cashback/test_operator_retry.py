@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from cashback.settings import get_settings
-from celgate.processes import ROOT
+from sandbox.processes import ROOT
 from tests.cashback.conftest import SERVICE, register, view, wait_status
 from tests.support.waiting import wait_for
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import requests
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sandbox.control_client import control
 from sandbox.server import serve_in_thread
 from sandbox.woody_peers import ACCOUNTER_PATH, LIMITER_PATH, create_app
 
@@ -38,9 +38,7 @@ class WoodyPeers:
         return self.base_url + LIMITER_PATH
 
     def _control(self, peer_url: str, method: str, path: str, body: Any = None) -> Any:
-        response = requests.request(method, f"{peer_url}/_sandbox/{path}", json=body, timeout=5)
-        response.raise_for_status()
-        return response.json()
+        return control(peer_url, path, body, method)
 
     def reset(self) -> None:
         for url in (self.accounter_url, self.limiter_url):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,8 +17,9 @@ from clients.accounter import (
     PlanNotFound,
     Posting,
 )
-from clients.woody import BusinessError
-from tests.clients.conftest import WoodyPeers
+from clients.woody import BusinessError, ResourceUnavailable
+from clients.woody_wire import WoodyContext, parse_deadline
+from tests.clients.conftest import CannedPeer, WoodyPeers
 
 
 @pytest.fixture
@@ -257,3 +259,21 @@ def test_unknown_result_on_hold_is_retried_with_the_same_ids_and_holds_once(
     ]}]
     assert _balances(client, provider, merchant, system) == [
         (0, -4_200, 0), (0, 0, 4_158), (0, 0, 42)]
+
+
+def test_a_client_bound_to_a_context_carries_it_on_every_call(canned_peer: CannedPeer) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    context = WoodyContext(trace_id="step-trace", span_id="step-span", deadline=deadline)
+    unbound = AccounterClient(canned_peer.url, attempts=1)
+    bound = unbound.with_context(context)
+    for client in (bound, bound, unbound):
+        with pytest.raises(ResourceUnavailable):  # the canned peer answers 503
+            client.get_account(1)
+    first, second, other = (r.headers for r in canned_peer.requests)
+    for headers in (first, second):
+        assert (headers["woody.trace-id"], headers["woody.parent-id"]) == ("step-trace",
+                                                                           "step-span")
+        assert parse_deadline(headers["woody.deadline"]) <= deadline
+    assert first["woody.span-id"] != second["woody.span-id"]
+    # Binding makes a new client: the one it came from still starts a trace per call.
+    assert other["woody.parent-id"] == "undefined" and "woody.deadline" not in other

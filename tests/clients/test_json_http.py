@@ -19,8 +19,8 @@ from clients.json_http import (
     loads,
     to_wire,
 )
+from sandbox.control_client import Sandbox
 from tests.clients.conftest import CannedPeer
-from tests.fixtures.sandbox import Sandbox
 
 SESSION = {"session_id": "s-1", "target": "captured", "invoice_id": "inv-1",
            "payment_id": "pay-1", "cost": {"amount": 100, "currency": "RUB"}}

@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from clients.json_http import PeerBadAnswer
 from clients.provider import ProviderClient, ProviderRejected, ProviderUnavailable, SessionResult
+from sandbox.control_client import Sandbox, SandboxControlError
 from sandbox.server import serve_in_thread
-from tests.fixtures.sandbox import Sandbox, SandboxControlError
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import requests
 
 from clients.push import PushClient, PushUnavailable
 from clients.wallet import WalletBalance, WalletClient, WalletRejected, WalletUnavailable
-from tests.fixtures.sandbox import Sandbox, SandboxControlError
+from sandbox.control_client import Sandbox, SandboxControlError
 
 
 @pytest.fixture

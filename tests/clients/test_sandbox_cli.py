@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from sandbox import peers as registry
+from sandbox.control_client import SandboxControlError, control
 from tests.support.waiting import wait_for
 
 COMMAND = str(Path(sys.executable).parent / "celgate-sandbox")
@@ -84,8 +84,7 @@ def test_every_registered_peer_answers_on_its_default_port_plus_offset(start: St
         for peer in server.peers:
             assert urls[peer.name] == (
                 f"http://127.0.0.1:{server.default_port + offset}{peer.path}")
-            state = requests.get(urls[peer.name] + "/_sandbox/state", timeout=5)
-            assert state.status_code == 200 and "faults" in state.json()
+            assert "faults" in control(urls[peer.name], "state", method="GET")
     assert "sandbox peers ready" in sandbox.log.read_text()
     assert sandbox.stop() == 0
 
@@ -95,8 +94,8 @@ def test_only_runs_the_named_peers(start: Start) -> None:
     urls = start("--only", "provider,limiter", "--port-offset", str(offset)).wait_ready()
     # The woody server serves the Limiter and the Accounter together.
     assert set(urls) == {"provider", "limiter", "accounter"}
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://127.0.0.1:{8026 + offset}/_sandbox/state", timeout=5)
+    with pytest.raises(SandboxControlError, match="ConnectionError"):
+        control(f"http://127.0.0.1:{8026 + offset}", "state", method="GET")
 
 
 def test_an_unknown_peer_name_is_refused(start: Start) -> None:

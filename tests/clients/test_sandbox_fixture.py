@@ -6,7 +6,7 @@ import requests
 
 from clients.settings import get_settings
 from sandbox import peers as registry
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
 
 
 def test_every_registered_peer_answers_at_its_settings_url(peers: Sandbox) -> None:

@@ -17,7 +17,7 @@ from clients.transactions import (
     TransactionsUnavailable,
     VersionConflict,
 )
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ from clients.woody import (
     ResultUnexpected,
     ResultUnknown,
     WoodyClient,
-    WoodyContext,
     WoodyError,
-    format_deadline,
-    parse_deadline,
 )
+from clients.woody_wire import WoodyContext, format_deadline, parse_deadline
 from tests.clients import thrift_wire as wire
 from tests.clients.conftest import CannedPeer, Recorded, WoodyPeers
 

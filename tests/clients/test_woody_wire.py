@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from clients.accounter import AccounterClient, Batch, Posting
 from clients.limiter import LimitChange, LimiterClient, PaymentContext
-from clients.woody import ResourceUnavailable, format_deadline
+from clients.woody import ResourceUnavailable
+from clients.woody_wire import format_deadline
 from tests.clients import thrift_wire as wire
 from tests.clients.conftest import CannedPeer, Recorded, WoodyPeers
 

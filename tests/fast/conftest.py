@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.woody import WoodyContext
+from clients.woody_wire import WoodyContext
 from payments.peers import Peers
 from tests.fast.fakes import FakeAccounter, FakeLimiter, FakeProvider
 

@@ -28,7 +28,7 @@ from clients.accounter import Batch
 from clients.limiter import Limit, LimitChange, PaymentContext
 from clients.provider import ProviderRejected, SessionResult
 from clients.transactions import Invoice, InvoiceNotFound, VersionConflict
-from clients.woody import WoodyContext
+from clients.woody_wire import WoodyContext
 
 
 class Faults:
@@ -82,8 +82,11 @@ class FakeAccounter(Faults):
         self.holds = 0  # batches actually added (a duplicate hold adds none)
         self.finals = 0  # plans actually committed or rolled back
 
-    def hold(self, plan_id: str, batch: Batch, *,
-             woody_context: WoodyContext | None = None) -> dict[int, accounter.Account]:
+    def with_context(self, context: WoodyContext) -> FakeAccounter:
+        """As the real client's; a fake keeps no trace, so it is itself."""
+        return self
+
+    def hold(self, plan_id: str, batch: Batch) -> dict[int, accounter.Account]:
         self._enter("hold", (plan_id, batch.id))
         plan = self.plans.setdefault(plan_id, Plan())
         if plan.state != "open":
@@ -100,12 +103,10 @@ class FakeAccounter(Faults):
         self._leave("hold")
         return {}
 
-    def commit_plan(self, plan_id: str, batches: Sequence[Batch], *,
-                    woody_context: WoodyContext | None = None) -> dict[int, accounter.Account]:
+    def commit_plan(self, plan_id: str, batches: Sequence[Batch]) -> dict[int, accounter.Account]:
         return self._finish("commit_plan", "committed", plan_id, batches)
 
-    def rollback_plan(self, plan_id: str, batches: Sequence[Batch], *,
-                      woody_context: WoodyContext | None = None) -> dict[int, accounter.Account]:
+    def rollback_plan(self, plan_id: str, batches: Sequence[Batch]) -> dict[int, accounter.Account]:
         return self._finish("rollback_plan", "rolled_back", plan_id, batches)
 
     def _finish(self, method: str, final: str, plan_id: str,
@@ -153,6 +154,10 @@ class FakeLimiter(Faults):
         self.committed: dict[str, int] = dict(limits)
         self.operations: dict[str, Operation] = {}
 
+    def with_context(self, context: WoodyContext) -> FakeLimiter:
+        """As the real client's; a fake keeps no trace, so it is itself."""
+        return self
+
     def value(self, limit_id: str) -> int:
         """Committed plus every amount still held on the limit."""
         held = sum(op.amount for op in self.operations.values()
@@ -160,8 +165,7 @@ class FakeLimiter(Faults):
         return self.committed[limit_id] + held
 
     def hold_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                   context: PaymentContext, *,
-                   woody_context: WoodyContext | None = None) -> list[Limit]:
+                   context: PaymentContext) -> list[Limit]:
         if not changes:  # as the real client: no call for a route without limits
             return []
         self._enter("hold_batch", operation_id)
@@ -178,8 +182,7 @@ class FakeLimiter(Faults):
         return [Limit(i, operation.values_after_hold[i]) for i in ids]
 
     def get_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                  context: PaymentContext, *,
-                  woody_context: WoodyContext | None = None) -> list[Limit]:
+                  context: PaymentContext) -> list[Limit]:
         if not changes:
             return []
         self._enter("get_batch", operation_id)
@@ -188,8 +191,7 @@ class FakeLimiter(Faults):
         return [Limit(i, v) for i, v in operation.values_after_hold.items()]
 
     def commit_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                     context: PaymentContext, *,
-                     woody_context: WoodyContext | None = None) -> None:
+                     context: PaymentContext) -> None:
         if not changes:
             return
         self._enter("commit_batch", operation_id)
@@ -206,8 +208,7 @@ class FakeLimiter(Faults):
         self._leave("commit_batch")
 
     def rollback_batch(self, operation_id: str, changes: Sequence[LimitChange],
-                       context: PaymentContext, *,
-                       woody_context: WoodyContext | None = None) -> None:
+                       context: PaymentContext) -> None:
         if not changes:
             return
         self._enter("rollback_batch", operation_id)

@@ -16,7 +16,8 @@ from clients import accounter as accounter_client
 from clients import limiter as limiter_client
 from clients.json_http import PeerUnavailable
 from clients.provider import ProviderUnavailable, SessionResult
-from clients.woody import BusinessError, ResourceUnavailable, ResultUnknown, WoodyContext
+from clients.woody import BusinessError, ResourceUnavailable, ResultUnknown
+from clients.woody_wire import WoodyContext
 from payments import decisions, steps
 from payments.cashflow import compute, revert, to_batch
 from payments.decisions import CaptureCommand, RepairCommand

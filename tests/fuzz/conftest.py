@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 
 from celgate.api import create_app
-from celgate.processes import ManagedProcess
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
+from sandbox.processes import ManagedProcess
 from tests.payments.conftest import Ledger, new_account, payment_body, wait_payment
 
 FAR = datetime.now(UTC) + timedelta(days=1)

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from celgate.processes import ManagedProcess
+from sandbox.processes import ManagedProcess
 from tests.fuzz.conftest import FAR, LONG
 from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, nested, with_value
 from tests.payments.conftest import Ledger, payment_body, wait_payment

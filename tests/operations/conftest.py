@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from celgate.processes import ManagedProcess
+from sandbox.processes import ManagedProcess
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from celgate.processes import ROOT
+from sandbox.processes import ROOT
 
 COMPOSE = ROOT / "docker" / "compose.yaml"
 SECRETS = ("POSTGRES_PASSWORD", "API_TOKEN", "BILLING_CALLBACK_SECRET", "FLOWER_BASIC_AUTH")

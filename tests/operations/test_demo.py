@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from celgate.processes import ROOT
+from sandbox.processes import ROOT
 
 
 def test_a_busy_port_is_named_with_the_way_out(tmp_path):

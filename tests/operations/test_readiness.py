@@ -76,7 +76,7 @@ def test_a_bad_request_is_still_a_schema_error_without_the_database(no_database)
 
 
 def test_a_worker_does_not_report_ready_without_the_database(tmp_path, database):
-    from celgate.processes import worker as worker_process
+    from sandbox.processes import worker as worker_process
     from tests.operations.conftest import closed_port_url as closed
 
     url = closed("postgresql+psycopg2").replace("://", "://postgres@") + "/celgate"

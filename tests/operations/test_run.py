@@ -26,10 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from celgate.api import create_app
-from celgate.processes import ROOT, ManagedProcess
-from celgate.processes import worker as worker_process
+from sandbox.control_client import Sandbox
+from sandbox.processes import ROOT, ManagedProcess
+from sandbox.processes import worker as worker_process
 from tests.cashback.conftest import register_body
-from tests.fixtures.sandbox import Sandbox, Transactions
+from tests.fixtures.sandbox import Transactions
 from tests.operations.conftest import free_port
 from tests.payments.conftest import (
     Ledger,

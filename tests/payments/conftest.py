@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
 from tests.support.waiting import wait_for
 
 CURRENCY = "RUB"

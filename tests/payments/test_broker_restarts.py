@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from celgate.processes import worker as worker_process
 from payments import commands
 from payments.schemas import RegisterBody
+from sandbox.processes import worker as worker_process
 from tests.payments.conftest import new_ids, payment_body
 from tests.support.private_servers import PrivatePostgres, PrivateRedis, pointed_at
 from tests.support.waiting import wait_for

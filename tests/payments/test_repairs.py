@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from celgate.processes import ROOT
+from sandbox.processes import ROOT
 from tests.payments.conftest import (
     balances,
     events,

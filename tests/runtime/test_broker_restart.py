@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from celgate.processes import ROOT
-from celgate.processes import worker as worker_process
+from sandbox.processes import ROOT
+from sandbox.processes import worker as worker_process
 from tests.runtime.helpers import event_ids, finished, steps
 from tests.support.private_broker import PrivateBroker
 from tests.support.waiting import wait_for

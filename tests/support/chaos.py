@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from celgate.processes import ManagedProcess
+from sandbox.processes import ManagedProcess
 from tests.support.broker import TestBroker
 from workers.tasks import sweep
 

@@ -15,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from sandbox.peers import peer_env
+
 SLOTS = 6  # Redis has 16 databases; a slot takes two of them, from db 4 up
 _held_lock = None
 
@@ -60,20 +62,13 @@ def broker_url(slot: int) -> str:
 
 
 def test_env(slot: int) -> dict[str, str]:
-    offset = sandbox_port_offset(slot)
-    woody = f"http://127.0.0.1:{8022 + offset}"
     return {
         "CELGATE_TEST_SLOT": str(slot),
         "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/celgate_test_{slot}",
         "CELGATE_TEST_BROKER": broker_choice(),
         "BROKER_URL": broker_url(slot),
         "REDIS_URL": f"redis://127.0.0.1:6379/{5 + 2 * slot}",
-        "ACCOUNTER_URL": f"{woody}/accounter",
-        "LIMITER_URL": f"{woody}/v1/limiter",
-        "TRANSACTIONS_URL": f"http://127.0.0.1:{8024 + offset}",
-        "PROVIDER_URL": f"http://127.0.0.1:{8025 + offset}",
-        "PUSH_URL": f"http://127.0.0.1:{8026 + offset}",
-        "PLUS_WALLET_URL": f"http://127.0.0.1:{8027 + offset}",
+        **peer_env(sandbox_port_offset(slot)),
         "PEER_TIMEOUT_S": "2",
         "API_TOKEN": "test-token",
         "BILLING_CALLBACK_SECRET": "test-secret",

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from celgate.processes import ManagedProcess
+from sandbox.processes import ManagedProcess
 from tests.support import env
 
 

@@ -1,7 +1,8 @@
 """Local processes for tests, the demo and benchmarks: a Celery worker, beat, any command.
 
-They run exactly as in production (`celery -A workers worker`), started, killed (SIGKILL of the
-whole process group) and restarted on demand.
+Development tooling beside the sandbox peers: they run exactly as in production
+(`celery -A workers worker`), started, killed (SIGKILL of the whole process group) and
+restarted on demand.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from workers.celery_app import QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,11 @@ class ManagedProcess:
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        self._wait_ready(offset, timeout)
+        try:
+            self._wait_ready(offset, timeout)
+        except RuntimeError:
+            self.kill()  # one that never became ready must not linger behind its caller
+            raise
 
     def _wait_ready(self, offset: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -80,6 +83,8 @@ class ManagedProcess:
 def worker(log_path: Path, *, concurrency: int = 2, name: str = "celgate",
            env: dict[str, str] | None = None) -> ManagedProcess:
     """`celery -A workers worker` consuming every queue, as plain production workers do."""
+    from workers.celery_app import QUEUES  # the runtime's queues; only a worker needs them
+
     return ManagedProcess(
         [
             sys.executable, "-m", "celery", "-A", "workers", "worker",
@@ -98,3 +103,13 @@ def beat(log_path: Path, schedule_dir: Path, *, env: dict[str, str] | None = Non
          "--schedule", str(schedule_dir / "celerybeat-schedule")],
         log_path, b"beat: Starting", env,
     )
+
+
+def sandbox_peers(log_path: Path, *, port_offset: int = 0, only: str | None = None,
+                  env: dict[str, str] | None = None) -> ManagedProcess:
+    """`celgate-sandbox`: the sandbox peers (all, or the comma-separated `only`) on their
+    default ports plus `port_offset`, where `sandbox.peers.peer_env` points the settings."""
+    command = [sys.executable, "-m", "sandbox", "--port-offset", str(port_offset)]
+    if only is not None:
+        command += ["--only", only]
+    return ManagedProcess(command, log_path, b"sandbox peers ready", env)
