@@ -7,7 +7,6 @@ every call repeatable, so all plan and read calls are retried on an unknown resu
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,9 +15,8 @@ from clients.thrift_codec import load_idl
 from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
     BusinessError,
     InvalidRequest,
-    WoodyClient,
+    ServiceClient,
 )
-from clients.woody_wire import WoodyContext
 
 accounter_thrift = load_idl("accounter")
 base_thrift = accounter_thrift.base
@@ -133,29 +131,11 @@ def _typed(error: BusinessError) -> BusinessError:
     return error
 
 
-class AccounterClient:
+class AccounterClient(ServiceClient):
     """Typed calls to the Accounter at `url` (e.g. `http://127.0.0.1:8022/accounter`)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
-        self._woody = WoodyClient(url, accounter_thrift.Accounter,
-                                  timeout_s=timeout_s, attempts=attempts)
-        self._context: WoodyContext | None = None
-
-    def with_context(self, context: WoodyContext) -> AccounterClient:
-        """This client (its connections shared) with every call made in `context`: the
-        trace, parent span and deadline of the step making them."""
-        bound = copy.copy(self)
-        bound._context = context
-        return bound
-
-    def close(self) -> None:
-        self._woody.close()
-
-    def _call(self, method: str, args: Mapping[str, Any], *, idempotent: bool) -> Any:
-        try:
-            return self._woody.call(method, args, idempotent=idempotent, context=self._context)
-        except BusinessError as error:
-            raise _typed(error) from error
+    service = accounter_thrift.Accounter
+    typed_error = staticmethod(_typed)
 
     def hold(self, plan_id: str, batch: Batch) -> dict[int, Account]:
         """Add one batch to the plan (creating the plan); the affected accounts after it."""

@@ -8,8 +8,7 @@ operation id + limit ids, so they are retried on an unknown result.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,9 +16,8 @@ from clients.thrift_codec import load_idl
 from clients.woody import (  # InvalidRequest: base.InvalidRequest, which both peers raise
     BusinessError,
     InvalidRequest,
-    WoodyClient,
+    ServiceClient,
 )
-from clients.woody_wire import WoodyContext
 
 limiter_thrift = load_idl("limiter")
 base_thrift = limiter_thrift.base
@@ -279,62 +277,46 @@ def _typed(error: BusinessError) -> BusinessError:
     return error
 
 
-class LimiterClient:
+class LimiterClient(ServiceClient):
     """Typed batch calls to the Limiter at `url` (e.g. `http://127.0.0.1:8022/v1/limiter`).
 
     A call with no changes returns at once without contacting the limiter, as hellgate makes
     no limiter call for a route without turnover limits.
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
-        self._woody = WoodyClient(url, limiter_thrift.Limiter,
-                                  timeout_s=timeout_s, attempts=attempts)
-        self._context: WoodyContext | None = None
+    service = limiter_thrift.Limiter
+    typed_error = staticmethod(_typed)
 
-    def with_context(self, context: WoodyContext) -> LimiterClient:
-        """This client (its connections shared) with every call made in `context`: the
-        trace, parent span and deadline of the step making them."""
-        bound = copy.copy(self)
-        bound._context = context
-        return bound
-
-    def close(self) -> None:
-        self._woody.close()
-
-    def _call(self, method: str, operation: str, changes: Sequence[LimitChange],
-              context: PaymentContext) -> Any:
-        args: Mapping[str, Any] = {"request": limit_request(operation, changes),
-                                   "context": limit_context(context)}
-        try:
-            return self._woody.call(method, args, idempotent=True, context=self._context)
-        except BusinessError as error:
-            raise _typed(error) from error
+    def _batch(self, method: str, operation: str, changes: Sequence[LimitChange],
+               context: PaymentContext) -> Any:
+        return self._call(method, {"request": limit_request(operation, changes),
+                                   "context": limit_context(context)}, idempotent=True)
 
     def hold_batch(self, operation_id: str, changes: Sequence[LimitChange],
                    context: PaymentContext) -> list[Limit]:
         """Hold the payment's cost on every limit; the limits' values right after the hold."""
         if not changes:
             return []
-        limits = self._call("HoldBatch", operation_id, changes, context)
+        limits = self._batch("HoldBatch", operation_id, changes, context)
         return [_limit(limit) for limit in limits]
 
     def commit_batch(self, operation_id: str, changes: Sequence[LimitChange],
                      context: PaymentContext) -> None:
         """Commit the held changes; set `context.captured_amount` for a partial capture."""
         if changes:
-            self._call("CommitBatch", operation_id, changes, context)
+            self._batch("CommitBatch", operation_id, changes, context)
 
     def rollback_batch(self, operation_id: str, changes: Sequence[LimitChange],
                        context: PaymentContext) -> None:
         if changes:
-            self._call("RollbackBatch", operation_id, changes, context)
+            self._batch("RollbackBatch", operation_id, changes, context)
 
     def get_batch(self, operation_id: str, changes: Sequence[LimitChange],
                   context: PaymentContext) -> list[Limit]:
         """The limits' values as this operation left them."""
         if not changes:
             return []
-        limits = self._call("GetBatch", operation_id, changes, context)
+        limits = self._batch("GetBatch", operation_id, changes, context)
         return [_limit(limit) for limit in limits]
 
 

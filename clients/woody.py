@@ -12,11 +12,12 @@ what may be retried:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from thriftpy2.thrift import TApplicationException, TDecodeException, TException, TMessageType
 
@@ -234,3 +235,34 @@ class WoodyClient:
         if result.success is None:
             raise ResultUnexpected(f"{method} reply carries no result", trace_id=trace_id)
         return result.success
+
+
+class ServiceClient:
+    """The typed client of one woody service: subclasses name the `service` and turn its
+    declared exceptions into typed errors (`typed_error`), then add one method per call."""
+
+    service: ClassVar[Any]
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3) -> None:
+        self._woody = WoodyClient(url, self.service, timeout_s=timeout_s, attempts=attempts)
+        self._context: WoodyContext | None = None
+
+    def with_context(self, context: WoodyContext) -> Self:
+        """This client (its connections shared) with every call made in `context`: the
+        trace, parent span and deadline of the step making them."""
+        bound = copy.copy(self)
+        bound._context = context
+        return bound
+
+    def close(self) -> None:
+        self._woody.close()
+
+    @staticmethod
+    def typed_error(error: BusinessError) -> BusinessError:
+        return error
+
+    def _call(self, method: str, args: Mapping[str, Any], *, idempotent: bool) -> Any:
+        try:
+            return self._woody.call(method, args, idempotent=idempotent, context=self._context)
+        except BusinessError as error:
+            raise self.typed_error(error) from error
