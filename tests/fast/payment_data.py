@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from payments import decisions
+from payments.decisions import CaptureCommand
 from payments.cashflow import CashFlowAccount, FixedVolume, PostingTemplate, Share, ShareVolume
 from payments.events import Change
 from payments.model import HoldFlow, PaymentRequest, Route, TransactionInfo, TurnoverLimit
@@ -75,3 +76,20 @@ def run_until_rest(state: PaymentState, peers: Peers, *, limit: int = 20) -> Pay
 
 def types(changes: Sequence[Change]) -> list[str]:
     return [change.TYPE for change in changes]
+
+
+def held(peers: Peers, hold: str = "cancel", **kwargs) -> PaymentState:
+    """A hold payment after its first step: held, waiting for a capture or its expiry."""
+    state = started(request(hold=hold, **kwargs))
+    _step, state = run_step(state, peers)
+    assert state.activity == "flow_waiting"
+    return state
+
+
+def partially_captured(peers: Peers, amount: int = 600) -> PaymentState:
+    """A held payment the shop captured in part: the next step updates the accounter."""
+    state = held(peers, "cancel")
+    changes = decisions.capture(state, CaptureCommand("partial", Money(amount, "RUB")))
+    state = then(state, changes)
+    assert state.activity == "updating_accounter"
+    return state
