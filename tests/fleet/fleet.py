@@ -34,8 +34,10 @@ API_TOKEN = "fleet-token"
 
 
 class Fleet:
-    def __init__(self, hosts: int, workdir: Path) -> None:
+    def __init__(self, hosts: int, workdir: Path, settings: dict[str, str] | None = None
+                 ) -> None:
         self.workdir = workdir
+        self.settings = settings or {}  # environment settings over the test tuning
         self.network = HostNetwork(hosts)
         self._stack = ExitStack()
         self.env: dict[str, str] = {}
@@ -60,10 +62,10 @@ class Fleet:
         stack = self._stack
         stack.enter_context(self.network)
         gateway = self.network.gateway
-        redis = PrivateRedis(self.workdir / "redis", also_on=[gateway])
+        self.redis = redis = PrivateRedis(self.workdir / "redis", also_on=[gateway])
         redis.start()
         stack.callback(redis.stop)
-        postgres = PrivatePostgres(also_on=[gateway])
+        self.postgres = postgres = PrivatePostgres(also_on=[gateway])
         postgres.init()
         postgres.start()
         stack.callback(postgres.remove)
@@ -89,6 +91,7 @@ class Fleet:
             "API_TOKEN": API_TOKEN,
             # Lost work comes back within a second or two of its redelivery allowance.
             "SWEEP_INTERVAL_S": "1",
+            **self.settings,
         }
         subprocess.run([sys.executable, "-m", "celgate.cli", "migrate", "--fresh"], cwd=ROOT,
                        env=self.env, check=True, capture_output=True)
