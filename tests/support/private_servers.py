@@ -111,16 +111,14 @@ class PrivatePostgres:
     def init(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                   "--auth=trust", "--no-sync")
-        hba = self.datadir / "pg_hba.conf"
-        subnets = "".join(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n"
-                          for address in self.addresses[1:])
-        if subnets:
-            self._run("sh", "-c", f"printf '{subnets}' >> {hba}")
+        with open(self.datadir / "pg_hba.conf", "a") as hba:
+            for address in self.addresses[1:]:
+                hba.write(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n")
 
     def start(self) -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-                  "-w", "-o", f"-p {self.port} -k {self.datadir} -c listen_addresses={','.join(self.addresses)}"
-                  " -c fsync=off", "start")
+                  "-w", "-o", f"-p {self.port} -k {self.datadir}"
+                  f" -c listen_addresses={','.join(self.addresses)} -c fsync=off", "start")
         _wait_port(self.port, up=True)
 
     def stop(self) -> None:
