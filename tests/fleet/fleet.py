@@ -14,9 +14,11 @@ only over its veth link. Nothing of the machine's shared servers is used or rest
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -60,6 +62,10 @@ class Fleet:
 
     def _start(self) -> None:
         stack = self._stack
+        if threading.current_thread() is threading.main_thread():
+            # A run stopped by SIGTERM (a CI timeout) unwinds and removes its hosts too.
+            previous = signal.signal(signal.SIGTERM, _terminated)
+            stack.callback(signal.signal, signal.SIGTERM, previous)
         stack.enter_context(self.network)
         gateway = self.network.gateway
         self.redis = redis = PrivateRedis(self.workdir / "redis", also_on=[gateway])
@@ -111,11 +117,11 @@ class Fleet:
 
     def _start_process(self, name: str, process: ManagedProcess, *, on_host: bool = False
                        ) -> ManagedProcess:
-        process.start(timeout=60)
-        # A host's processes die as its power would go: a warm shutdown of a worker whose
-        # link is down would only wait out its timeout.
+        # Stopped at the end even when it never became ready. A host's processes die as its
+        # power would go: a warm shutdown of a worker whose link is down would only wait.
         self._stack.callback(process.kill if on_host else process.stop)
         self.processes[name] = process
+        process.start(timeout=60)
         return process
 
     def start_worker(self, host: Host, concurrency: int = 2) -> ManagedProcess:
@@ -135,6 +141,10 @@ class Fleet:
         """The tail of every process log, for a failure message."""
         return "\n".join(f"--- {name}\n{process.log_tail(15)}"
                          for name, process in self.processes.items())
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
 
 
 def _free_port(address: str) -> int:
