@@ -8,7 +8,8 @@ well). The rate counts the payments captured after the last worker was ready, ov
 until the last one is captured. "machine busy" is every core of this machine in that window
 (other users' processes included); the other columns are what each part of the fleet used,
 as a share of all cores: the workers and beat on the hosts, and PostgreSQL, the sandbox peers
-and Redis, which run beside them on the same cores.
+and Redis, which run beside them on the same cores. Their sum per payment captured is the
+figure that holds on a machine others use too: cores / that = the ceiling.
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ def measure(hosts: int, payments: int, concurrency: int) -> dict[str, float]:
         elapsed = time.monotonic() - start
         busy_after, used_after = _busy_ticks(), _cpu_by_part(fleet)
         capacity = elapsed * (os.cpu_count() or 1)
+        measured = payments - before
+        spent = {part: used_after[part] - used[part] for part in used}
         return {
-            "hosts": hosts, "measured": payments - before, "seconds": elapsed,
-            "rate": (payments - before) / elapsed,
+            "hosts": hosts, "measured": measured, "seconds": elapsed,
+            "rate": measured / elapsed,
             "busy": (busy_after[0] - busy[0]) / max(1, busy_after[1] - busy[1]),
-            **{part: (used_after[part] - used[part]) / capacity for part in used},
+            **{part: seconds / capacity for part, seconds in spent.items()},
+            "cpu_ms": 1000 * sum(spent.values()) / measured,
         }
 
 
@@ -76,7 +80,7 @@ def _busy_ticks() -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--payments", type=int, default=300)
+    parser.add_argument("--payments", type=int, default=600)
     parser.add_argument("--hosts", default="1,2,3", help="host counts to measure")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes a host")
     args = parser.parse_args()
@@ -85,12 +89,13 @@ def main() -> None:
     print(f"\n{os.cpu_count()} CPUs, {args.payments} registered payments, "
           f"{args.concurrency} worker processes a host\n")
     print("| worker hosts | payments | seconds | captured/s | machine busy | workers | PostgreSQL"
-          " | sandbox peers | Redis |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " | sandbox peers | Redis | fleet CPU ms/payment |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['hosts']} | {row['measured']} | {row['seconds']:.1f} | {row['rate']:.1f}"
               + "".join(f" | {row[part]:.0%}"
-                        for part in ("busy", "workers", "postgres", "peers", "redis")) + " |")
+                        for part in ("busy", "workers", "postgres", "peers", "redis"))
+              + f" | {row['cpu_ms']:.1f} |")
 
 
 if __name__ == "__main__":
