@@ -1,13 +1,15 @@
 """A worker fleet on three hosts loses one host and one host's link mid-run (`make test-fleet`).
 
-Three network namespaces run a worker each, two of them beat as well (two sweepers at once,
-as production may run). While payments (registered, and held then partially captured) and
-cashback orders go in, host 1 loses every process to SIGKILL and stays down, and host 2's
-cable is pulled for 15 s: its connections stay open, its packets vanish, and whatever it held
-(messages, a row lock, a peer call) comes back when the link does. Every payment must be
-captured and every order charged once, with the sandbox peers' books exact: one plan per
-payment committed, one limiter operation per payment committed, one provider session per
-capture, one transactions operation per order, and nothing left at work in the database.
+Three network namespaces run a worker each; hosts 1 and 3 run beat as well (two sweepers at
+once, as production may run). While payments (registered, and held then partially captured)
+and cashback orders go in, host 1 loses every process to SIGKILL and stays down, and host 2's
+cable is pulled for 15 s: its connections stay open and its packets vanish. What it held (the
+messages Redis handed it, a row lock, a peer call) is stranded until the link returns; the
+sweeper on host 3 sends the work again meanwhile, and host 2 then runs stale copies. Every
+payment must be captured and every order charged once, with the sandbox peers' books exact:
+one plan per payment committed, one limiter operation per payment committed, one provider
+session per capture, one transactions operation per order, and nothing left at work in the
+database.
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ def test_fleet_loses_a_host_and_a_link_and_nothing_is_lost_or_doubled(tmp_path):
 
 
 def _run(fleet: Fleet) -> None:
-    killed, cut = fleet.hosts[0], fleet.hosts[1]
+    killed, cut, steady = fleet.hosts
     for host in fleet.hosts:
         fleet.start_worker(host)
-    for host in (killed, cut):
+    for host in (killed, steady):
         fleet.start_beat(host)
     work = Workload(fleet)
     held = [work.hold() for _ in range(HELD)]
