@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-bench services migrate test test-fast test-rabbitmq chaos fuzz bench bench-quick \
-        bench-runtime bench-payments bench-cashback \
+.PHONY: install install-bench services migrate test test-fast test-rabbitmq chaos test-fleet fuzz \
+        bench bench-quick bench-runtime bench-payments bench-cashback bench-fleet \
         demo sandbox worker beat api flower constraints bench-scrape bench-burst \
         bench-transport clean
 
@@ -33,7 +33,7 @@ migrate: install services
 
 ## The test command (README): unit, integration and fault tests against real services.
 test: install services
-	$(BIN)/pytest -m 'not chaos' tests
+	$(BIN)/pytest -m 'not chaos and not fleet' tests
 
 ## Steps, the payment processor and the charge job (and the table tests of its pure decision)
 ## against in-memory peers: no PostgreSQL, Redis, worker or sandbox; seconds. The top-level
@@ -46,11 +46,21 @@ test-fast: $(BIN)/pytest
 
 ## The tests whose behaviour goes through the broker, again on RabbitMQ (a vhost per run).
 test-rabbitmq: install services
-	CELGATE_TEST_BROKER=rabbitmq $(BIN)/pytest -m 'broker and not chaos' tests
+	CELGATE_TEST_BROKER=rabbitmq $(BIN)/pytest -m 'broker and not chaos and not fleet' tests
 
 ## Long fault-injection runs, kept out of `make test`.
 chaos: install services
 	$(BIN)/pytest -m chaos tests
+
+## Workers on three hosts made of network namespaces (root): one host SIGKILLed, another's link
+## cut for 15 s, under payments and cashback orders; nothing lost or doubled. A few minutes;
+## PostgreSQL, Redis, the sandbox and the API are the run's own, on the hosts' bridge.
+test-fleet: install
+	$(BIN)/pytest -m fleet tests/fleet
+
+## Payments captured per second by 1, 2 and 3 worker hosts of the same fleet (a table).
+bench-fleet: install
+	$(BIN)/python -m tests.fleet.bench
 
 ## Long property and fuzz runs (many more examples than in `make test`), kept out of it.
 fuzz: install services

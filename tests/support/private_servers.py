@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,21 +43,28 @@ def _wait_port(port: int, up: bool, timeout: float = 30) -> None:
 
 
 class PrivateRedis:
-    """A redis-server without persistence, as production runs it here: a restart loses all."""
+    """A redis-server without persistence, as production runs it here: a restart loses all.
 
-    def __init__(self, workdir: Path) -> None:
+    It listens on loopback and on `also_on` (addresses other network namespaces reach it by);
+    `url` names the first of those, or loopback.
+    """
+
+    def __init__(self, workdir: Path, also_on: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.addresses = ["127.0.0.1", *also_on]
         self.proc: subprocess.Popen | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.addresses[-1]}:{self.port}/{db}"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            ["redis-server", "--port", str(self.port), "--bind", *self.addresses, "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir),
+             # No password: the other addresses are the test's own namespaces, not a network.
+             "--protected-mode", "no" if len(self.addresses) > 1 else "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, up=True)
@@ -75,10 +82,15 @@ class PrivateRedis:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of its own (initdb in a temporary folder), trust auth on loopback."""
+    """A PostgreSQL cluster of its own (initdb in a temporary folder), trust auth on loopback.
 
-    def __init__(self) -> None:
+    `also_on` adds listening addresses, each with trust auth for its /24 (the test's own
+    network namespaces); `url` names the last of them, or loopback.
+    """
+
+    def __init__(self, also_on: Sequence[str] = ()) -> None:
         self.port = free_port()
+        self.addresses = ["127.0.0.1", *also_on]
         # Its own folder: pytest's temporary folders are closed to the postgres user.
         self.workdir = Path(tempfile.mkdtemp(prefix="celgate-pg-"))
         self.datadir = self.workdir / "pgdata"
@@ -90,7 +102,7 @@ class PrivatePostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg2://postgres@{self.addresses[-1]}:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
@@ -99,11 +111,14 @@ class PrivatePostgres:
     def init(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                   "--auth=trust", "--no-sync")
+        with open(self.datadir / "pg_hba.conf", "a") as hba:
+            for address in self.addresses[1:]:
+                hba.write(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n")
 
     def start(self) -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-                  "-w", "-o", f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1"
-                  " -c fsync=off", "start")
+                  "-w", "-o", f"-p {self.port} -k {self.datadir}"
+                  f" -c listen_addresses={','.join(self.addresses)} -c fsync=off", "start")
         _wait_port(self.port, up=True)
 
     def stop(self) -> None:
