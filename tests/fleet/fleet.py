@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, create_engine
 
-from celgate.processes import ROOT, ManagedProcess, beat, worker
 from sandbox import peers as registry
-from tests.fixtures.sandbox import Sandbox
+from sandbox.control_client import Sandbox
+from sandbox.processes import ROOT, ManagedProcess, beat, worker
 from tests.support import env
 from tests.support.netns import Host, HostNetwork
 from tests.support.private_servers import PrivatePostgres, PrivateRedis
@@ -77,7 +77,6 @@ class Fleet:
         stack.callback(postgres.remove)
         offset = _free_port_offset(gateway)
         api_port = _free_port(gateway)
-        woody = f"http://{gateway}:{8022 + offset}"
         self.env = {
             **os.environ,
             **{k: v for k, v in env.test_env(0).items()
@@ -86,12 +85,7 @@ class Fleet:
             "CELGATE_TEST_BROKER": "redis",
             "BROKER_URL": redis.url(0),
             "REDIS_URL": redis.url(1),
-            "ACCOUNTER_URL": f"{woody}/accounter",
-            "LIMITER_URL": f"{woody}/v1/limiter",
-            "TRANSACTIONS_URL": f"http://{gateway}:{8024 + offset}",
-            "PROVIDER_URL": f"http://{gateway}:{8025 + offset}",
-            "PUSH_URL": f"http://{gateway}:{8026 + offset}",
-            "PLUS_WALLET_URL": f"http://{gateway}:{8027 + offset}",
+            **registry.peer_env(offset, host=gateway),
             "API_HOST": gateway,
             "API_PORT": str(api_port),
             "API_TOKEN": API_TOKEN,

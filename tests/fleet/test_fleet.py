@@ -27,8 +27,7 @@ import pytest
 
 from tests.cashback.conftest import wait_status
 from tests.fleet.fleet import Fleet
-from tests.fleet.workload import (
-    CASHBACK, COST, PARTIAL, Workload, captures_per_payment, unsettled)
+from tests.fleet.workload import CASHBACK, COST, PARTIAL, Workload, captures_per_payment, unsettled
 from tests.payments.conftest import own_amounts, wait_payment
 from tests.support.netns import Host
 from tests.support.waiting import wait_for
