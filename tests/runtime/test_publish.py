@@ -151,3 +151,16 @@ def test_kwargs_that_are_not_a_mapping_send_nothing(running_worker):
                       Message(toys.RECORD_TASK, ["not", "kwargs"])])
     time.sleep(1)
     assert toys.recorded(marker) == []
+
+
+def test_confirms_are_counted_one_by_one_and_up_to_a_tag():
+    from workers.publish import _Confirms
+
+    confirms = _Confirms()
+    confirms.ack(2, multiple=False)
+    assert confirms.count == 1
+    confirms.ack(3, multiple=True)  # 1..3, the 2 already counted
+    assert confirms.count == 3
+    confirms.ack(5, multiple=False)
+    confirms.nack(4, multiple=False)
+    assert (confirms.count, confirms.refused) == (5, 1)
