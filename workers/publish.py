@@ -82,10 +82,14 @@ def publish_many(messages: Iterable[Message | tuple[str, dict[str, Any], float |
                     lambda channel: _send_then_confirm(channel, batch, built),
                     **batch.retry_policy)()
                 return len(built)
-            pipeline = producer.batch() if hasattr(producer, "batch") else nullcontext()
-            with pipeline:
+            if len(built) == 1:  # retried on a stale connection, as send_task does
+                batch.send(producer, built[0], retry=True)
+                return 1
+            # One pipeline (kombu's publish batch): buffering cannot fail, so no retry; if the
+            # pipeline fails the error propagates and the rows come back after their wait.
+            with producer.batch() if hasattr(producer, "batch") else nullcontext():
                 for outgoing in built:
-                    batch.send(producer, outgoing)
+                    batch.send(producer, outgoing, retry=False)
     return len(built)
 
 
@@ -280,19 +284,12 @@ class _Batch:
         return Event("task-sent", hostname=events.hostname, utcoffset=utcoffset(),
                      pid=events.pid, clock=events.clock.forward(), **outgoing.sent_event)
 
-    def send(self, producer, outgoing: _Outgoing) -> None:
-        producer.publish(
-            outgoing.body, exchange=outgoing.exchange, routing_key=outgoing.routing_key,
-            headers=outgoing.headers, content_type="application/json",
-            content_encoding="utf-8", delivery_mode=outgoing.delivery_mode, declare=None,
-            retry=True, retry_policy=self.retry_policy, **outgoing.properties)
-        if outgoing.sent_event is not None:
-            events = self.events
+    def send(self, producer, outgoing: _Outgoing, *, retry: bool) -> None:
+        for body, headers, properties, exchange, routing_key in self.frames(outgoing):
             producer.publish(
-                self.event(outgoing), exchange=events.exchange.name, routing_key="task.sent",
-                serializer=events.serializer, headers=events.headers,
-                delivery_mode=events.delivery_mode, declare=None, retry=True,
-                retry_policy=self.retry_policy)
+                body, exchange=exchange, routing_key=routing_key, headers=headers,
+                content_type="application/json", content_encoding="utf-8", declare=None,
+                retry=retry, retry_policy=self.retry_policy, **properties)
 
 
 _dispatcher = None
