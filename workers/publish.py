@@ -27,6 +27,7 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.quorum_queues import detect_quorum_queues
 from celery.utils.saferepr import saferepr
 from celery.utils.time import utcoffset
+from kombu.exceptions import BatchPublishError
 from kombu.transport.native_delayed_delivery import calculate_routing_key
 from kombu.utils.json import dumps
 
@@ -64,9 +65,10 @@ def publish(task_name: str, kwargs: dict[str, Any], countdown: float | None = No
 def publish_many(messages: Iterable[Message | tuple[str, dict[str, Any], float | None]]) -> int:
     """Publish every message with one pooled producer; returns how many were sent.
 
-    A message that cannot be built (kwargs that are not JSON) raises before anything is sent.
-    If the broker fails mid-batch the error propagates as kombu's OperationalError: messages
-    are hints, and the rows they point to are swept again once their re-send wait has passed.
+    A message that cannot be built (kwargs that are not a mapping) raises before anything is
+    sent. If the broker fails mid-batch the error propagates (kombu's OperationalError, or
+    BatchPublishError for a Redis pipeline): messages are hints, and the rows they point to are
+    swept again once their re-send wait has passed.
     """
     _ensure_topology()
     batch = _Batch()
@@ -77,20 +79,31 @@ def publish_many(messages: Iterable[Message | tuple[str, dict[str, Any], float |
         with producer.connection._reraise_as_library_errors():  # as send_task: one error type
             for entity in batch.declarations():
                 producer.maybe_declare(entity, retry=True, **batch.retry_policy)
-            if batch.rabbitmq and len(built) > 1:
-                producer.connection.autoretry(
-                    lambda channel: _send_then_confirm(channel, batch, built),
-                    **batch.retry_policy)()
+            if batch.rabbitmq:
+                if len(built) == 1:
+                    batch.send(producer, built[0], retry=True)
+                else:
+                    producer.connection.autoretry(
+                        lambda channel: _send_then_confirm(channel, batch, built),
+                        **batch.retry_policy)()
                 return len(built)
-            if len(built) == 1:  # retried on a stale connection, as send_task does
+            try:
+                _pipelined(producer, batch, built)
+            except BatchPublishError:
+                if len(built) > 1:
+                    raise  # the sweep publishes them one by one, each retried
+                # A connection that went stale (Redis restarted): reconnect and send again.
                 batch.send(producer, built[0], retry=True)
-                return 1
-            # One pipeline (kombu's publish batch): buffering cannot fail, so no retry; if the
-            # pipeline fails the error propagates and the rows come back after their wait.
-            with producer.batch() if hasattr(producer, "batch") else nullcontext():
-                for outgoing in built:
-                    batch.send(producer, outgoing, retry=False)
     return len(built)
+
+
+def _pipelined(producer, batch: _Batch, built: list[_Outgoing]) -> None:
+    """Redis: every message and its sent event in one pipeline (kombu's publish batch), one
+    round trip even for a single message (a step's next timer used two: message and event).
+    Buffering cannot fail, so it is not retried; a failed pipeline raises BatchPublishError."""
+    with producer.batch() if hasattr(producer, "batch") else nullcontext():
+        for outgoing in built:
+            batch.send(producer, outgoing, retry=False)
 
 
 # How long a batch waits for RabbitMQ's confirms before it counts as not sent.
