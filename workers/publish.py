@@ -77,8 +77,13 @@ def publish_many(messages: Iterable[Message | tuple[str, dict[str, Any], float |
         return 0
     with app.producer_or_acquire() as producer:
         with producer.connection._reraise_as_library_errors():  # as send_task: one error type
+            declared = producer.connection.declared_entities
             for entity in batch.declarations():
-                producer.maybe_declare(entity, retry=True, **batch.retry_policy)
+                # kombu's own cache of what this connection declared, looked up without the
+                # copy and bind of the entity that maybe_declare makes first (a quarter of a
+                # millisecond a message, the largest CPU cost of a step's single publish).
+                if hash(entity) not in declared:
+                    producer.maybe_declare(entity, retry=True, **batch.retry_policy)
             if batch.rabbitmq:
                 if len(built) == 1:
                     batch.send(producer, built[0], retry=True)
