@@ -4,7 +4,8 @@ Machines and STQ rows both carry a due time, a token, a sent mark and `publish_a
 moment the sweeper should publish the row. Arming a timer (`arm`) gives it a new token; a due
 time within the short-timer threshold is published at once with a countdown (and re-sent by
 the sweeper from `due + allowance` on if its message was lost), a later one stays only in
-PostgreSQL until the sweeper publishes it a threshold before it is due. Long ETA messages
+PostgreSQL until the sweeper publishes it a threshold before it is due (claiming it up to two
+sweep intervals earlier still, with a countdown to its due time). Long ETA messages
 would sit in worker memory and be redelivered by the broker's visibility timeout, so they are
 never sent.
 
