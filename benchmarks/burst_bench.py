@@ -181,7 +181,8 @@ def main() -> None:
         rate = statistics.median(r.rate for r in runs)
         publish_us = statistics.median(r.publish_s / args.due * 1e6 for r in runs)
         claim_us = statistics.median((r.pass_s - r.publish_s) / args.due * 1e6 for r in runs)
-        print(f"  {name:<12} due -> last published {last:+6.2f} s ({'within' if last <= 2 else 'NOT within'} 2 s)"
+        verdict = "within" if last <= 2 else "NOT within"
+        print(f"  {name:<12} due -> last published {last:+6.2f} s ({verdict} 2 s)"
               f"   lag p50 {p50:+6.2f} s  p99 {p99:+6.2f} s   {rate:6.0f} timers/s"
               f"   per timer: publish {publish_us:4.0f} us, claim+build {claim_us:4.0f} us"
               f"   passes {statistics.median(r.passes for r in runs):.0f}")
