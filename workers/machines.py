@@ -213,11 +213,6 @@ def _record_failure(tx: Tx, ns: Namespace, row: Row, exc: Exception) -> None:
     )
 
 
-_SWEEP = timers.claim_sql("machines", ("namespace", "id"), due="timer_due_at",
-                          sent_at="timer_sent_at", publish_at="timer_publish_at",
-                          returning="t.namespace, t.id, t.timer_token, t.timer_step")
-
-
 def sweep_due(limit: int) -> int:
     """Publish one batch of timers whose publish time has come (near, or message lost)."""
     def message(row: Row, countdown: float) -> tuple[str, Json, float]:

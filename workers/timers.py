@@ -4,7 +4,8 @@ Machines and STQ rows both carry a due time, a token, a sent mark and `publish_a
 moment the sweeper should publish the row. Arming a timer (`arm`) gives it a new token; a due
 time within the short-timer threshold is published at once with a countdown (and re-sent by
 the sweeper from `due + allowance` on if its message was lost), a later one stays only in
-PostgreSQL until the sweeper publishes it a threshold before it is due. Long ETA messages
+PostgreSQL until the sweeper publishes it a threshold before it is due (claiming it up to two
+sweep intervals earlier still, with a countdown to its due time). Long ETA messages
 would sit in worker memory and be redelivered by the broker's visibility timeout, so they are
 never sent.
 
@@ -48,6 +49,13 @@ def threshold_s() -> float:
 
 def allowance_s() -> float:
     return get_settings().redelivery_allowance_s
+
+
+def look_ahead_s() -> float:
+    """How far ahead of its publish time the sweeper claims a timer never sent: two beat
+    intervals, so a timer is claimed on a pass at least one interval before it is due and its
+    message is in the broker in time even when that pass spends its whole budget on a burst."""
+    return 2 * get_settings().sweep_interval_s
 
 
 def now() -> datetime:
@@ -138,24 +146,32 @@ def claim_sql(table: str, key: tuple[str, ...], *, due: str, sent_at: str, publi
     """The sweep statement of one row kind: claim rows whose `publish_at` has come (skipping
     rows a worker holds), stamp them sent and push `publish_at` out by a doubling wait.
 
-    The due time comes back as epoch seconds, which always read back, whatever is stored.
+    A row never sent (a far timer) is also claimed when its publish time is at most
+    `%(ahead)s` away (`look_ahead_s`): its message waits in the broker until the due time,
+    instead of going out up to a beat interval late. Every message is delivered at
+    `deliver_epoch` (the due time, or now when that has passed; epoch seconds always read
+    back, whatever is stored), and the row's next re-send counts from there, so a message
+    sent ahead is not re-sent before it had the whole allowance. Re-sends are never claimed
+    ahead: they keep the doubling wait between two sends.
     """
     keys = ", ".join(key)
+    deliver = f"GREATEST(t.{due}, %(now)s)"
     return f"""
         WITH due AS (
             SELECT {keys} FROM {table}
-            WHERE {publish_at} <= %(now)s
+            WHERE {publish_at} <= %(now)s + make_interval(secs => %(ahead)s)
+              AND ({publish_at} <= %(now)s OR {sent_at} IS NULL)
             ORDER BY {publish_at}
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
         )
         UPDATE {table} AS t SET
             {sent_at} = %(now)s,
-            {publish_at} = %(now)s + make_interval(secs => LEAST(%(max_wait)s, GREATEST(
+            {publish_at} = {deliver} + make_interval(secs => LEAST(%(max_wait)s, GREATEST(
                 %(allowance)s,
                 2 * EXTRACT(EPOCH FROM %(now)s - COALESCE(t.{sent_at}, %(now)s))::float8)))
         FROM due WHERE {" AND ".join(f"t.{k} = due.{k}" for k in key)}
-        RETURNING {returning}, EXTRACT(EPOCH FROM t.{due})::float8 AS due_epoch
+        RETURNING {returning}, EXTRACT(EPOCH FROM {deliver})::float8 AS deliver_epoch
     """
 
 
@@ -171,13 +187,14 @@ def sweep_batch(sql: str, limit: int, message_of) -> int:
     current = now()
     settings = get_settings()
     params = {"now": current, "limit": limit, "allowance": settings.redelivery_allowance_s,
-              "max_wait": settings.redelivery_allowance_s * _MAX_RESEND_ALLOWANCES}
+              "max_wait": settings.redelivery_allowance_s * _MAX_RESEND_ALLOWANCES,
+              "ahead": look_ahead_s()}
     with transaction() as tx:
         rows = tx.conn.exec_driver_sql(sql, params).all()
     if not rows:
         return 0
     moment = time.time()
-    messages = [message_of(row, max(0.0, row.due_epoch - moment)) for row in rows]
+    messages = [message_of(row, max(0.0, row.deliver_epoch - moment)) for row in rows]
     try:
         publisher.publish_many(messages)
     except BrokerUnavailable:

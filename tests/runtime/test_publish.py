@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 from kombu import Connection
@@ -95,3 +96,71 @@ def test_a_publisher_on_a_fresh_vhost_can_send_a_countdown():
         assert delayed == 1
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def _celery_message(task_name: str, kwargs: dict, countdown: float | None):
+    from workers.celery_app import app
+
+    return app.amqp.as_task_v2("an-id", task_name, (), kwargs, countdown=countdown,
+                               reply_to=app.thread_oid, ignore_result=None,
+                               create_sent_event=True)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"machine_id": "m-1", "token": "t" * 32},
+    {"order": {"id": 7, "sums": [1, 2]}, "note": "x" * 2000},  # nested, longer than the repr cap
+])
+@pytest.mark.parametrize("countdown", [None, 12.5])
+def test_a_built_message_is_the_one_celery_builds(kwargs, countdown):
+    from workers.publish import _Batch
+
+    ours = _Batch().build("counter.timeout", kwargs, countdown)
+    theirs = _celery_message("counter.timeout", kwargs, countdown)
+    headers = dict(ours.headers, id="an-id", root_id="an-id")
+    assert headers.keys() == theirs.headers.keys()
+    for name, value in theirs.headers.items():
+        if name == "eta" and value is not None:  # built a moment apart
+            delta = datetime.fromisoformat(headers[name]) - datetime.fromisoformat(value)
+            assert abs(delta.total_seconds()) < 1
+        else:
+            assert headers[name] == value, name
+    assert json.loads(ours.body) == json.loads(json.dumps(theirs.body))
+    assert ours.properties["reply_to"] == theirs.properties["reply_to"]
+    event = dict(ours.sent_event, uuid="an-id", root_id="an-id")
+    for name, value in theirs.sent_event.items():
+        if name != "eta":
+            assert event[name] == value, name
+    assert event.keys() >= {"queue", "exchange", "routing_key"}
+
+
+def test_a_built_message_passes_the_workers_guard():
+    from types import SimpleNamespace
+
+    from workers.consumer import check
+    from workers.publish import _Batch
+
+    built = _Batch().build("counter.timeout", {"machine_id": "m-1", "token": "t"}, 3.0)
+    check(SimpleNamespace(headers=built.headers, content_type="application/json",
+                          body=built.body.encode()))
+
+
+def test_kwargs_that_are_not_a_mapping_send_nothing(running_worker):
+    marker = uuid.uuid4().hex
+    with pytest.raises(TypeError):
+        publish_many([Message(toys.RECORD_TASK, {"marker": marker, "index": 0}),
+                      Message(toys.RECORD_TASK, ["not", "kwargs"])])
+    time.sleep(1)
+    assert toys.recorded(marker) == []
+
+
+def test_confirms_are_counted_one_by_one_and_up_to_a_tag():
+    from workers.publish import _Confirms
+
+    confirms = _Confirms()
+    confirms.ack(2, multiple=False)
+    assert confirms.count == 1
+    confirms.ack(3, multiple=True)  # 1..3, the 2 already counted
+    assert confirms.count == 3
+    confirms.ack(5, multiple=False)
+    confirms.nack(4, multiple=False)
+    assert (confirms.count, confirms.refused) == (5, 1)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tests.runtime.helpers import finished, new_counter, steps
+from tests.runtime.helpers import finished, new_counter, row, steps
 from tests.support.waiting import wait_for
 from workers import machines, timers
 from workers.db import transaction
@@ -108,3 +108,59 @@ def test_one_pass_drains_more_than_a_batch(running_worker, broker):
         settings.sweep_batch = before
     running_worker.start()
     wait_for(lambda: all(finished(m, 1) for m in ids), what="every swept machine")
+
+
+def _far_counter() -> str:
+    """A machine whose next step is a far timer (never sent)."""
+    machine_id = new_counter(target=2, delay_s=3600)
+    wait_for(lambda: steps(machine_id) == [1], what="the first step")
+    return machine_id
+
+
+def _due_in(machine_id: str, seconds: float) -> datetime:
+    """The far timer now falls due in `seconds` and is publishable only from its due time on:
+    nothing but the sweep's look-ahead sends it early."""
+    due = timers.now() + timedelta(seconds=seconds)
+    with transaction() as tx:
+        tx.conn.exec_driver_sql(
+            "UPDATE machines SET timer_due_at = %(due)s, timer_publish_at = %(due)s,"
+            " timer_sent_at = NULL WHERE namespace = 'counter' AND id = %(id)s",
+            {"due": due, "id": machine_id})
+    return due
+
+
+def _step_times(machine_id: str) -> list[datetime]:
+    return [e.occurred_at for e in machines.get("counter", machine_id).history
+            if "step" in e.body]
+
+
+def test_a_timer_sent_ahead_runs_at_its_due_time_not_before(running_worker):
+    assert timers.look_ahead_s() >= 3
+    machine_id = _far_counter()
+    due = _due_in(machine_id, 3)
+    assert sweep()["machines"] >= 1
+    claimed = row(machine_id)
+    assert claimed.timer_sent_at is not None, "claimed ahead of its publish time"
+    # Its re-send counts from the due time: the message gets the whole allowance.
+    assert claimed.timer_publish_at >= due + timedelta(seconds=timers.allowance_s())
+    sweep()
+    assert row(machine_id).timer_sent_at == claimed.timer_sent_at, "not re-sent early"
+    wait_for(lambda: steps(machine_id) == [1, 2], timeout=30, what="the timed step")
+    assert _step_times(machine_id)[1] >= due
+
+
+def test_a_lost_message_sent_ahead_is_sent_again(running_worker, broker, short_allowance):
+    machine_id = _far_counter()
+    running_worker.stop()
+    due = _due_in(machine_id, 1)
+    sweep()
+    first = row(machine_id).timer_sent_at
+    assert first is not None and len(broker.messages_with(machine_id)) == 1
+    broker.flush()  # the message is lost
+    sweep()
+    assert row(machine_id).timer_sent_at == first, "no re-send before due + allowance"
+    wait_for(lambda: sweep() is not None and row(machine_id).timer_sent_at != first,
+             timeout=10, what="the re-send")
+    assert timers.now() >= due + timedelta(seconds=short_allowance)
+    running_worker.start()
+    wait_for(lambda: steps(machine_id) == [1, 2], timeout=30, what="the re-sent step")
