@@ -24,7 +24,7 @@ _Key = tuple[str, str]
 class FoldCache:
     """The last folded state of up to `size` machines, least recently used dropped first."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self._size = size
         self._entries: OrderedDict[_Key, tuple[tuple[Json, ...], PaymentState]] = OrderedDict()
 
