@@ -25,7 +25,8 @@ from typing import Any
 from foundation.errors import is_transient
 from payments import decisions
 from payments.decisions import CancelCommand, CaptureCommand, RepairCommand
-from payments.events import Change, InvalidHistory, from_json, to_json
+from payments.events import Change, InvalidHistory, to_json
+from payments.folds import FoldCache
 from payments.model import PaymentRequest
 from payments.peers import get_peers
 from payments.settings import get_settings
@@ -39,8 +40,12 @@ log = logging.getLogger(__name__)
 
 NAME = "payments"
 
+_folds = FoldCache()
+
+
 def state_of(machine: Machine) -> PaymentState:
-    return fold(from_json(event.body) for event in machine.history)
+    """The fold of the machine's stored history (each event validated once per process)."""
+    return _folds.state_of(machine)
 
 
 def machine_id(invoice_id: str, payment_id: str) -> str:
@@ -50,7 +55,7 @@ def machine_id(invoice_id: str, payment_id: str) -> str:
 
 def process(signal: Signal | Repair, machine: Machine) -> Result:
     if isinstance(signal, Init):
-        return _start(signal.args)
+        return _start(machine, signal.args)
     if isinstance(signal, Repair):
         return _repair(machine, signal.args)
     state = state_of(machine)
@@ -58,9 +63,9 @@ def process(signal: Signal | Repair, machine: Machine) -> Result:
     with bind(invoice_id=payment.invoice_id, payment_id=payment.payment_id):
         if isinstance(signal, Call):
             changes = _decide(state, signal.args)
+            after = fold(changes, state)
             # The caller learns where the payment went without reading it back.
-            activity = fold(changes, state).activity
-            return _result(changes, Action.instant(), activity, response=activity)
+            return _stepped(machine, changes, after, Action.instant(), response=after.activity)
         step = STEPS.get(state.activity)
         if step is None:
             raise InvalidHistory(f"a timer fired in activity {state.activity}")
@@ -69,12 +74,19 @@ def process(signal: Signal | Repair, machine: Machine) -> Result:
             outcome = step(state, peers)
             log.info("payment step done",
                      extra={"changes": [change.TYPE for change in outcome.changes]})
-        return _result(outcome.changes, outcome.action, fold(outcome.changes, state).activity)
+        return _stepped(machine, outcome.changes, fold(outcome.changes, state), outcome.action)
 
 
-def _start(request: PaymentRequest) -> Result:
+def _stepped(machine: Machine, changes: Sequence[Change], after: PaymentState, action: Action,
+             response: Any = None) -> Result:
+    result = _result(changes, action, after.activity, response)
+    _folds.appended(machine, result.events, after)
+    return result
+
+
+def _start(machine: Machine, request: PaymentRequest) -> Result:
     changes = decisions.start(request, machines.now(), get_settings().max_hold_lifetime_s)
-    return _result(changes, Action.instant(), fold(changes).activity)
+    return _stepped(machine, changes, fold(changes), Action.instant())
 
 
 def _repair(machine: Machine, command: RepairCommand) -> Result:

@@ -228,7 +228,7 @@ def apply(state: PaymentState, change: Change) -> PaymentState:
 
 def _with(state: PaymentState, **changes: Any) -> PaymentState:
     """`dataclasses.replace` without its per-call look at the fields: a fold runs this once
-    per change, and every step folds the whole history."""
+    per change."""
     return PaymentState(**{**state.__dict__, **changes})
 
 
