@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # package -> the first-party packages it must not import
 FORBIDDEN = {
+    "foundation": {"workers", "clients", "payments", "cashback", "celgate", "sandbox"},
     "workers": {"payments", "cashback", "clients", "celgate", "sandbox"},
     "clients": {"sandbox", "workers", "payments", "cashback", "celgate"},
     "payments": {"sandbox", "celgate"},
