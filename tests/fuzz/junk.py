@@ -5,6 +5,7 @@ valid body with one thing wrong."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -93,6 +94,16 @@ def with_value(value: Any, path: tuple, new: Any, *, drop: bool = False) -> Any:
     copy[path[0]] = with_value(value[path[0]], path[1:], new, drop=drop)
     return copy
 
+
+
+def setting(path: tuple, value: Any) -> Callable[[Any], Any]:
+    """An edit of a body: the value at `path` becomes `value`."""
+    return lambda body: with_value(body, path, value)
+
+
+def appending(path: tuple, suffix: str) -> Callable[[Any], Any]:
+    """An edit of a body: `suffix` added to the text at `path`."""
+    return lambda body: with_value(body, path, get(body, path) + suffix)
 
 # Kinds of wrong: a wrong shape fails the schema on its own; HOSTILE values are well-typed JSON
 # that issue 9 found getting through (text PostgreSQL refuses, integers beyond 64 bits), drawn

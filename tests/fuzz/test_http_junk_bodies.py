@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from cashback.settings import get_settings
 from tests.cashback.conftest import register_body
 from tests.fuzz.conftest import FAR, LONG, new_held
-from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, odd_text, with_value
+from tests.fuzz.junk import HOSTILE, SHAPES, appending, junk, odd_text, setting
 from tests.payments.conftest import Ledger, payment, payment_body
 
 # Hostile junk (NUL text, integers beyond 64 bits, very deep nesting) is drawn in long runs;
@@ -97,41 +97,33 @@ def test_a_body_with_one_thing_wrong_never_gets_a_5xx(route, client, waiting):
 
 # Well-typed bodies with values the contract refuses (NUL text, lone surrogates, integers
 # beyond 64 bits): each must be a 4xx `{code, message}`, never a 500.
-def _set(path: tuple, value: Any):
-    return lambda body: with_value(body, path, value)
-
-
-def _append(path: tuple, suffix: str):
-    return lambda body: with_value(body, path, get(body, path) + suffix)
-
-
 KNOWN = [
-    ("register", "NUL in party_id", _append(("party_id",), "\x00")),
-    ("register", "NUL in shop_id", _append(("shop_id",), "\x00")),
-    ("register", "NUL in posting details", _append(("cash_flow", 0, "details"), "\x00")),
-    ("register", "NUL in a limit id", _set(("turnover_limits",), [{"id": "l\x00"}])),
+    ("register", "NUL in party_id", appending(("party_id",), "\x00")),
+    ("register", "NUL in shop_id", appending(("shop_id",), "\x00")),
+    ("register", "NUL in posting details", appending(("cash_flow", 0, "details"), "\x00")),
+    ("register", "NUL in a limit id", setting(("turnover_limits",), [{"id": "l\x00"}])),
     ("register", "NUL in a transaction_info.extra key",
-     _set(("transaction_info",), {"id": "trx", "extra": {"k\x00": "v"}})),
+     setting(("transaction_info",), {"id": "trx", "extra": {"k\x00": "v"}})),
     ("register", "NUL in transaction_info.id",
-     _set(("transaction_info",), {"id": "t\x00", "extra": {}})),
-    ("register", "lone surrogate in party_id", _append(("party_id",), "\ud800")),
-    ("register", "amount 2**63", _set(("cost", "amount"), 2**63)),
-    ("register", "account id 2**63", _set(("cash_flow", 0, "source", "account_id"), 2**63)),
+     setting(("transaction_info",), {"id": "t\x00", "extra": {}})),
+    ("register", "lone surrogate in party_id", appending(("party_id",), "\ud800")),
+    ("register", "amount 2**63", setting(("cost", "amount"), 2**63)),
+    ("register", "account id 2**63", setting(("cash_flow", 0, "source", "account_id"), 2**63)),
     ("register", "limit version 2**64",
-     _set(("turnover_limits",), [{"id": "l", "version": 2**64}])),
-    ("hold", "NUL in party_id", _append(("party_id",), "\x00")),
-    ("capture", "NUL in reason", _append(("reason",), "\x00")),
-    ("capture", "amount 2**63", _set(("cost", "amount"), 2**63)),
-    ("cancel", "NUL in reason", _append(("reason",), "\x00")),
-    ("cashback", "NUL in order_id", _append(("order_id",), "\x00")),
-    ("cashback", "NUL in yandex_uid", _append(("yandex_uid",), "\x00")),
-    ("cashback", "NUL in a source", _set(("cashback_by_source",),
+     setting(("turnover_limits",), [{"id": "l", "version": 2**64}])),
+    ("hold", "NUL in party_id", appending(("party_id",), "\x00")),
+    ("capture", "NUL in reason", appending(("reason",), "\x00")),
+    ("capture", "amount 2**63", setting(("cost", "amount"), 2**63)),
+    ("cancel", "NUL in reason", appending(("reason",), "\x00")),
+    ("cashback", "NUL in order_id", appending(("order_id",), "\x00")),
+    ("cashback", "NUL in yandex_uid", appending(("yandex_uid",), "\x00")),
+    ("cashback", "NUL in a source", setting(("cashback_by_source",),
                                          [{"source": "u\x00", "value": "1"}])),
-    ("cashback", "NUL in a payload key", _set(("payload",), {"k\x00": 1})),
+    ("cashback", "NUL in a payload key", setting(("payload",), {"k\x00": 1})),
     ("cashback", "payload nested 600 deep",
-     _set(("payload",), {"a": json.loads("[" * 600 + "]" * 600)})),
-    ("callback", "NUL in wallet_id", _append(("wallet_id",), "\x00")),
-    ("callback", "version 2**63", _set(("version",), 2**63)),
+     setting(("payload",), {"a": json.loads("[" * 600 + "]" * 600)})),
+    ("callback", "NUL in wallet_id", appending(("wallet_id",), "\x00")),
+    ("callback", "version 2**63", setting(("version",), 2**63)),
 ]
 
 

@@ -28,7 +28,15 @@ from sqlalchemy import text
 
 from sandbox.processes import ManagedProcess
 from tests.fuzz.conftest import FAR, LONG
-from tests.fuzz.junk import HOSTILE, SHAPES, get, junk, nested, with_value
+from tests.fuzz.junk import (
+    HOSTILE,
+    SHAPES,
+    appending,
+    junk,
+    nested,
+    setting,
+    with_value,
+)
 from tests.payments.conftest import Ledger, payment_body, wait_payment
 from tests.support.broker import TestBroker as Broker  # aliased: pytest would collect it
 from tests.support.waiting import wait_for
@@ -169,44 +177,36 @@ def test_junk_kwargs_leave_the_worker_running_and_store_nothing(
 # Values the contract refuses that reach the worker as well-typed JSON: over a task they must
 # be refused with a typed code like any other malformed kwargs (docs/contract.md: NUL text refused;
 # route ids are int32, limit versions int64, amounts below 2**63).
-def _set(path: tuple, value: Any):
-    return lambda kwargs: with_value(kwargs, path, value)
-
-
-def _append(path: tuple, suffix: str):
-    return lambda kwargs: with_value(kwargs, path, get(kwargs, path) + suffix)
-
-
 # Refused at the door (issue 9: NUL text, int32/int64 bounds, required fields), or dropped by
 # the consumer (nesting deep enough to take down a worker that pickled it for its pool).
 KNOWN_BAD = [
-    ("payments.register", "NUL in party_id", _append(("party_id",), "\x00")),
-    ("payments.register", "NUL in posting details", _append(("cash_flow", 0, "details"), "\x00")),
-    ("payments.register", "NUL in a limit id", _set(("turnover_limits",), [{"id": "l\x00"}])),
+    ("payments.register", "NUL in party_id", appending(("party_id",), "\x00")),
+    ("payments.register", "NUL in posting details", appending(("cash_flow", 0, "details"), "\x00")),
+    ("payments.register", "NUL in a limit id", setting(("turnover_limits",), [{"id": "l\x00"}])),
     ("payments.register", "NUL in a transaction_info.extra key",
-     _set(("transaction_info",), {"id": "trx", "extra": {"k\x00": "v"}})),
-    ("payments.register", "provider_id 2**31", _set(("route", "provider_id"), 2**31)),
-    ("payments.register", "terminal_id -2**31-1", _set(("route", "terminal_id"), -(2**31) - 1)),
+     setting(("transaction_info",), {"id": "trx", "extra": {"k\x00": "v"}})),
+    ("payments.register", "provider_id 2**31", setting(("route", "provider_id"), 2**31)),
+    ("payments.register", "terminal_id -2**31-1", setting(("route", "terminal_id"), -(2**31) - 1)),
     ("payments.register", "limit version 2**63",
-     _set(("turnover_limits",), [{"id": "l", "version": 2**63}])),
-    ("payments.register", "amount 2**63", _set(("cost", "amount"), 2**63)),
+     setting(("turnover_limits",), [{"id": "l", "version": 2**63}])),
+    ("payments.register", "amount 2**63", setting(("cost", "amount"), 2**63)),
     ("payments.register", "account id 2**63",
-     _set(("cash_flow", 0, "source", "account_id"), 2**63)),
-    ("payments.start_hold", "NUL in shop_id", _append(("shop_id",), "\x00")),
-    ("payments.capture", "NUL in reason", _append(("reason",), "\x00")),
-    ("payments.capture", "amount 2**63", _set(("cost", "amount"), 2**63)),
-    ("payments.cancel", "NUL in reason", _append(("reason",), "\x00")),
-    ("cashback.cashback_charge_processing", "NUL in order_id", _append(("order_id",), "\x00")),
+     setting(("cash_flow", 0, "source", "account_id"), 2**63)),
+    ("payments.start_hold", "NUL in shop_id", appending(("shop_id",), "\x00")),
+    ("payments.capture", "NUL in reason", appending(("reason",), "\x00")),
+    ("payments.capture", "amount 2**63", setting(("cost", "amount"), 2**63)),
+    ("payments.cancel", "NUL in reason", appending(("reason",), "\x00")),
+    ("cashback.cashback_charge_processing", "NUL in order_id", appending(("order_id",), "\x00")),
     ("cashback.universal_cashback_processing", "NUL in order_id",
-     _append(("order_id",), "\x00")),
-    ("wallet.balance_changed", "NUL in wallet_id", _append(("wallet_id",), "\x00")),
-    ("wallet.balance_changed", "NUL in yandex_uid", _append(("yandex_uid",), "\x00")),
-    ("wallet.balance_changed", "version 2**63", _set(("version",), 2**63)),
+     appending(("order_id",), "\x00")),
+    ("wallet.balance_changed", "NUL in wallet_id", appending(("wallet_id",), "\x00")),
+    ("wallet.balance_changed", "NUL in yandex_uid", appending(("yandex_uid",), "\x00")),
+    ("wallet.balance_changed", "version 2**63", setting(("version",), 2**63)),
     ("payments.register", "no turnover_limits",
      lambda kwargs: with_value(kwargs, ("turnover_limits",), None, drop=True)),
-    ("payments.register", "a list nested 800 deep", _set(("party_id",), nested(800, 1, True))),
+    ("payments.register", "a list nested 800 deep", setting(("party_id",), nested(800, 1, True))),
     ("cashback.cashback_charge_processing", "an object nested 800 deep",
-     _set(("order_id",), nested(800, "x", False))),
+     setting(("order_id",), nested(800, "x", False))),
 ]
 
 
