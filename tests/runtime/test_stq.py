@@ -15,7 +15,7 @@ from workers import stq
 from workers.db import transaction
 from workers.tables import stq_tasks
 from workers.tasks import sweep
-from workers.timers import publish
+from workers.timers import allowance_s, publish
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -223,3 +223,33 @@ def test_a_transient_failure_is_waited_out_past_the_limit(monkeypatch):
     assert outcomes == ["failed_attempt"] * 4
     row = stored(name)
     assert row.failed_at is None and row.exec_tries == 4 and row.publish_at is not None
+
+
+def test_a_far_task_is_sent_ahead_runs_at_its_due_time_and_is_not_sent_again(running_worker):
+    """The STQ sweep shares the machines' look-ahead: a row never sent is published up to two
+    beat intervals before it is due, with a countdown to its eta, and not re-sent on the next
+    pass."""
+    name = uuid.uuid4().hex
+    with transaction() as tx:
+        stq.add(tx, toys.STQ_QUEUE, name, {"name": name}, delay_s=3600)
+    eta = stq.now() + timedelta(seconds=3)
+    with transaction() as tx:  # now due in 3 s, publishable only from then on, never sent
+        tx.conn.execute(update(stq_tasks).where(stq_tasks.c.task_id == name)
+                        .values(eta=eta, publish_at=eta, sent_at=None))
+
+    assert sweep()["stq"] >= 1
+    claimed = _row(name)
+    assert claimed.sent_at is not None, "claimed ahead of its publish time"
+    assert claimed.publish_at >= eta + timedelta(seconds=allowance_s())
+    sweep()
+    assert _row(name).sent_at == claimed.sent_at, "not re-sent early"
+    assert toys.runs(name) == [], "not run before its eta"
+    wait_for(lambda: toys.runs(name), timeout=30, what="the task at its eta")
+    assert stq.now() >= eta
+    wait_for(lambda: stq.pending(toys.STQ_QUEUE, name) is None, what="the task to finish")
+    assert toys.runs(name) == ["0:0"]
+
+
+def _row(name: str):
+    with transaction() as tx:
+        return tx.conn.execute(select(stq_tasks).where(stq_tasks.c.task_id == name)).one()
